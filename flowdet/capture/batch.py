@@ -119,4 +119,4 @@ class PacketBatch:
         end = min(end_cap, start + int(self.payload_len[i]))
         if limit is not None:
             end = min(end, start + limit)
-        return self.data[start:max(start, end)].tobytes()
+        return self.data[start : max(start, end)].tobytes()

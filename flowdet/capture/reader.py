@@ -1,0 +1,372 @@
+"""One reader for capture files and live streams: bytes in, bounded PacketBatches out.
+
+The reader keeps one fixed buffer, refills it from the source, lets the compiled walker find
+the records in it and hands each run of records to the decoder as a batch that owns a copy
+of just those bytes. Memory therefore stays bounded by the buffer size whatever the capture
+size, and a pipe yields a batch as soon as the bytes that arrived have been decoded.
+
+Problems after the first record never raise: they are written to `stats.warnings` and
+counted, and reading stops where Wireshark would stop. A source with nothing readable
+raises CaptureError.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from flowdet.capture import walk
+from flowdet.capture.batch import PacketBatch, Status
+from flowdet.capture.decode import SUPPORTED_LINKTYPES, decode_into
+from flowdet.capture.stream import ByteSource
+from flowdet.errors import CaptureError
+
+# Bytes kept in the read buffer: one refill reads up to this much. It must exceed the largest
+# block the walker accepts (walk.MAX_BLOCK) so a complete block always fits after compaction.
+BUFFER_BYTES = 32 * 1024 * 1024
+assert BUFFER_BYTES > walk.MAX_BLOCK + walk.MAX_CAPLEN
+
+_PCAP_MAGICS = {
+    # first four bytes -> (big-endian, nanosecond, record header length, name)
+    b"\xd4\xc3\xb2\xa1": (False, False, 16, "pcap"),
+    b"\xa1\xb2\xc3\xd4": (True, False, 16, "pcap"),
+    b"\x4d\x3c\xb2\xa1": (False, True, 16, "pcap-ns"),
+    b"\xa1\xb2\x3c\x4d": (True, True, 16, "pcap-ns"),
+    b"\x34\xcd\xb2\xa1": (False, False, 24, "pcap-kuznetzov"),
+    b"\xa1\xb2\xcd\x34": (True, False, 24, "pcap-kuznetzov"),
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+
+@dataclass(slots=True)
+class InterfaceInfo:
+    """One capture interface; `index` is the value used in PacketBatch.iface."""
+
+    index: int
+    section: int
+    local_id: int
+    linktype: int
+    snaplen: int
+    ts_resolution: str  # "10^-6", "2^-20", ...
+    ts_offset_s: int
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What was read and what could not be, for the run summary and for comparisons."""
+
+    source: str
+    format: str = ""  # pcap, pcap-ns, pcapng; "+gzip" when compressed
+    records: int = 0  # rows emitted in batches; equals sum(status.values())
+    bytes: int = 0  # captured bytes of those records (sum of caplen)
+    wire_bytes: int = 0  # their original lengths (sum of wirelen)
+    stream_bytes: int = 0  # bytes of the (decompressed) capture consumed
+    batches: int = 0
+    status: dict[str, int] = field(default_factory=lambda: {s.name: 0 for s in Status})
+    link_types: dict[int, int] = field(default_factory=dict)  # link type -> records
+    interfaces: list[InterfaceInfo] = field(default_factory=list)
+    blocks: dict[str, int] = field(default_factory=dict)  # pcapng block and anomaly counts
+    lost_records: int = 0  # packet records present but not emitted (see warnings)
+    warnings: list[str] = field(default_factory=list)
+    complete: bool = False  # True when the stream ended cleanly at a record boundary
+
+    @property
+    def unsupported_link_types(self) -> list[int]:
+        return sorted(lt for lt in self.link_types if lt not in SUPPORTED_LINKTYPES)
+
+
+def _resolution_text(res: int) -> str:
+    return f"2^-{res & 0x7F}" if res & 0x80 else f"10^-{res & 0x7F}"
+
+
+class CaptureReader:
+    """Iterate over PacketBatches of a pcap/pcapng(.gz) file, stdin or pipe."""
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO, batch_packets: int = 65536):
+        if batch_packets < 1:
+            raise ValueError("batch_packets must be >= 1")
+        self._src = ByteSource(source)
+        self.name = self._src.name
+        self.stats = ReadStats(source=self.name)
+        self._max_n = batch_packets
+        self._buf = np.empty(BUFFER_BYTES, dtype=np.uint8)
+        self._start = 0
+        self._end = 0
+        self._base = 0  # stream offset of self._buf[0]
+        self._eof = False
+        self._started = False
+        self._closed = False
+        try:
+            self._read_header()
+        except BaseException:
+            self._src.close()
+            raise
+
+    # -- header -----------------------------------------------------------------------------
+
+    def _fill(self) -> int:
+        """Refill the buffer: one read, plus whatever else a stream has ready right now."""
+        if self._start > 0:
+            rem = self._end - self._start
+            self._buf[:rem] = self._buf[self._start : self._end]
+            self._base += self._start
+            self._start, self._end = 0, rem
+        mv = memoryview(self._buf)
+        total = 0
+        while self._end < BUFFER_BYTES:
+            got = self._src.readinto(mv[self._end :])
+            if got == 0:
+                self._eof = True
+                break
+            self._end += got
+            total += got
+            if not self._src.more_ready():
+                break
+        return total
+
+    def _need(self, n: int) -> bool:
+        while self._end - self._start < n and not self._eof:
+            self._fill()
+        return self._end - self._start >= n
+
+    def _read_header(self) -> None:
+        self._need(24)
+        head = self._buf[self._start : self._end][:24].tobytes()
+        gz = "+gzip" if self._src.compressed else ""
+        if not head:
+            what = "empty after decompression" if self._src.compressed else "empty file"
+            raise CaptureError(f"{self.name}: {what}, not a capture")
+        magic = head[:4]
+        if magic in _PCAP_MAGICS:
+            big, nano, hdr_len, fmt = _PCAP_MAGICS[magic]
+            if len(head) < 24:
+                raise CaptureError(
+                    f"{self.name}: pcap file header is truncated ({len(head)} bytes)"
+                )
+            e = ">" if big else "<"
+            major, _minor, _tz, _sigfigs, snaplen, lt = struct.unpack(e + "HHiIII", head[4:24])
+            if major != 2:
+                raise CaptureError(f"{self.name}: unsupported pcap version {major}")
+            self._linktype = lt & 0xFFFF
+            self._pcap = (big, nano, hdr_len)
+            self.stats.format = fmt + gz
+            self.stats.interfaces.append(
+                InterfaceInfo(0, 0, 0, self._linktype, snaplen, "10^-9" if nano else "10^-6", 0)
+            )
+            self._start += 24
+        elif magic == _PCAPNG_MAGIC:
+            if len(head) < 12:
+                raise CaptureError(f"{self.name}: pcapng section header is truncated")
+            if head[8:12] not in (b"\x1a\x2b\x3c\x4d", b"\x4d\x3c\x2b\x1a"):
+                raise CaptureError(
+                    f"{self.name}: bad pcapng section header (byte-order magic {head[8:12].hex()})"
+                )
+            self._pcap = None
+            self.stats.format = "pcapng" + gz
+            self._state = np.zeros(walk.N_STATE, dtype=np.int64)
+            self._if_link = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._if_snap = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._if_tsres = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._if_tsoff = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._if_sect = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._if_local = np.zeros(walk.MAX_IFACES, dtype=np.int64)
+            self._counters = np.zeros(walk.N_COUNTERS, dtype=np.int64)
+        else:
+            raise CaptureError(
+                f"{self.name}: not a pcap or pcapng capture (unknown magic 0x{magic.hex()})"
+            )
+        self._out_off = np.empty(self._max_n, dtype=np.int64)
+        self._out_cap = np.empty(self._max_n, dtype=np.uint32)
+        self._out_wire = np.empty(self._max_n, dtype=np.uint32)
+        self._out_ts = np.empty(self._max_n, dtype=np.int64)
+        self._out_if = np.zeros(self._max_n, dtype=np.uint16)
+        self._out_link = np.empty(self._max_n, dtype=np.uint16)
+
+    # -- iteration --------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        if self._started:
+            raise RuntimeError("a CaptureReader can be iterated only once")
+        self._started = True
+        return self._batches()
+
+    def _walk(self) -> tuple[int, int, int, int]:
+        if self._pcap is not None:
+            big, nano, hdr_len = self._pcap
+            return walk.walk_pcap(
+                self._buf,
+                self._start,
+                self._end,
+                self._max_n,
+                big,
+                nano,
+                hdr_len,
+                self._out_off,
+                self._out_cap,
+                self._out_wire,
+                self._out_ts,
+            )
+        return walk.walk_pcapng(
+            self._buf,
+            self._start,
+            self._end,
+            self._max_n,
+            self._state,
+            self._if_link,
+            self._if_snap,
+            self._if_tsres,
+            self._if_tsoff,
+            self._if_sect,
+            self._if_local,
+            self._counters,
+            self._out_off,
+            self._out_cap,
+            self._out_wire,
+            self._out_ts,
+            self._out_if,
+            self._out_link,
+        )
+
+    def _batches(self) -> Iterator[PacketBatch]:
+        while not self._closed:
+            if self._end > self._start:
+                n, pos, code, aux = self._walk()
+                if n:
+                    yield self._make_batch(n, pos)
+                elif self._pcap is None:
+                    self._sync_pcapng_stats()
+                self._start = pos
+                if code == walk.FULL:
+                    continue
+                if code != walk.NEED_MORE:
+                    self._stop(self._framing_problem(code, aux, self._base + pos))
+                    return
+            if self._eof:
+                self._finish()
+                return
+            self._fill()
+
+    def _framing_problem(self, code: int, aux: int, off: int) -> str:
+        if code == walk.ERR_CAPLEN:
+            return (
+                f"record at offset {off} claims caplen {aux} > {walk.MAX_CAPLEN}; "
+                "stopped (corrupt file?)"
+            )
+        if code == walk.ERR_BLOCK_LEN:
+            return f"pcapng block at offset {off} has a bad length {aux}; stopped"
+        if code == walk.ERR_TRAILER:
+            return f"pcapng block at offset {off} has a mismatched trailing length {aux}; stopped"
+        return f"bad pcapng section header at offset {off}; stopped"
+
+    def _stop(self, problem: str) -> None:
+        """A framing error: nothing after it can be trusted."""
+        self._sync_pcapng_stats()
+        self.stats.stream_bytes = self._base + self._start
+        if self.stats.records == 0 and self.stats.lost_records == 0:
+            raise CaptureError(f"{self.name}: {problem.removesuffix('; stopped')}")
+        self.stats.warnings.append(problem)
+        self.stats.warnings.extend(self._src.warnings)
+        self.stats.lost_records += 1
+
+    def _finish(self) -> None:
+        self._sync_pcapng_stats()
+        left = self._end - self._start
+        self.stats.stream_bytes = self._base + self._start
+        self.stats.warnings.extend(self._src.warnings)
+        if left:
+            off = self._base + self._start
+            problem = (
+                f"truncated record at offset {off} ({left} bytes left at the end of the "
+                "capture); stopped"
+            )
+            if self.stats.records == 0 and self.stats.lost_records == 0:
+                raise CaptureError(f"{self.name}: {problem.removesuffix('; stopped')}")
+            self.stats.warnings.append(problem)
+            self.stats.lost_records += 1
+            self.stats.stream_bytes += left
+        else:
+            self.stats.complete = not self._src.warnings
+
+    def _sync_pcapng_stats(self) -> None:
+        if self._pcap is not None:
+            return
+        c = self._counters
+        st = self.stats
+        prev_lost = sum(st.blocks.get(walk.COUNTER_NAMES[i], 0) for i in walk.LOST_PACKET_COUNTERS)
+        st.blocks = {name: int(c[i]) for i, name in enumerate(walk.COUNTER_NAMES) if c[i]}
+        lost = sum(int(c[i]) for i in walk.LOST_PACKET_COUNTERS)
+        st.lost_records += lost - prev_lost
+        for i in walk.LOST_PACKET_COUNTERS:
+            if c[i] and not any(w.startswith(walk.COUNTER_NAMES[i]) for w in st.warnings):
+                st.warnings.append(f"{walk.COUNTER_NAMES[i]}: packet blocks skipped (see counts)")
+        total = int(self._state[walk.S_IF_TOTAL])
+        while len(st.interfaces) < total:
+            k = len(st.interfaces)
+            st.interfaces.append(
+                InterfaceInfo(
+                    k,
+                    int(self._if_sect[k]),
+                    int(self._if_local[k]),
+                    int(self._if_link[k]),
+                    int(self._if_snap[k]),
+                    _resolution_text(int(self._if_tsres[k])),
+                    int(self._if_tsoff[k]),
+                )
+            )
+
+    def _make_batch(self, n: int, pos: int) -> PacketBatch:
+        lo = self._start
+        data = self._buf[lo:pos].copy()
+        batch = PacketBatch.empty(n, data=data)
+        batch.rec_off[:] = self._out_off[:n]
+        batch.rec_off -= lo
+        batch.caplen[:] = self._out_cap[:n]
+        batch.wirelen[:] = self._out_wire[:n]
+        batch.ts_ns[:] = self._out_ts[:n]
+        if self._pcap is None:
+            batch.iface[:] = self._out_if[:n]
+            batch.linktype[:] = self._out_link[:n]
+        else:
+            batch.linktype[:] = self._linktype
+        decode_into(batch)
+        st = self.stats
+        st.records += n
+        st.batches += 1
+        st.bytes += int(batch.caplen.sum(dtype=np.int64))
+        st.wire_bytes += int(batch.wirelen.sum(dtype=np.int64))
+        st.stream_bytes = self._base + pos
+        counts = np.bincount(batch.status, minlength=len(Status))
+        for s in Status:
+            st.status[s.name] += int(counts[s])
+        lts, lt_counts = np.unique(batch.linktype, return_counts=True)
+        for lt, c in zip(lts.tolist(), lt_counts.tolist(), strict=True):
+            st.link_types[lt] = st.link_types.get(lt, 0) + c
+        self._sync_pcapng_stats()
+        return batch
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+        self._src.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_capture(
+    source: str | os.PathLike[str] | BinaryIO, batch_packets: int = 65536
+) -> CaptureReader:
+    """Open a pcap/pcapng file (optionally gzip-compressed), "-" for stdin, or a binary stream.
+
+    Raises CaptureError at once when the source cannot be opened or is not a capture.
+    """
+    return CaptureReader(source, batch_packets=batch_packets)
