@@ -11,12 +11,16 @@ import click
 
 from flowdet import __version__
 from flowdet.errors import FlowdetError
+from flowdet.lab.commands import lab as lab_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowdet")
 def cli() -> None:
     """Find Stratum mining and SSH tunnels in packet captures and live traffic."""
+
+
+cli.add_command(lab_command)
 
 
 def main() -> None:

@@ -63,6 +63,17 @@ class Lab(Protocol):
         """A scratch directory for keys, configs and certificates; removed at teardown."""
         ...
 
+    # Added after the first version (additive; scenarios need not use them):
+
+    def sleep(self, seconds: float) -> None:
+        """time.sleep that raises LabError at once if the run is interrupted or over budget,
+        so long waits in standard/full profiles do not hold up teardown."""
+        ...
+
+    def note(self, **facts: object) -> None:
+        """Record JSON-able facts about this run (cipher, port, rates) in manifest.json."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
