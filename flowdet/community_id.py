@@ -1,0 +1,68 @@
+"""Community ID v1 flow hashing (https://github.com/corelight/community-id-spec).
+
+The ID lets an analyst pivot from a flowdet record to the same flow in Zeek, Suricata,
+Wireshark or Arkime by string comparison. Hash input, all big-endian: seed (2 bytes),
+the smaller endpoint's address (4 bytes for IPv4, 16 for IPv6), the other address,
+protocol (1 byte), a zero byte, then for TCP/UDP/SCTP/ICMP/ICMPv6 the two ports in the same
+endpoint order. ICMP type/code map to "ports" as in Zeek (see flowdet.flows.keys), and
+one-way ICMP messages are never reordered. Output: "1:" + base64(sha1(input)).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import struct
+
+from flowdet.flows.keys import icmp_ports
+
+_PORT_PROTOS = frozenset((1, 6, 17, 58, 132))
+
+
+def _hash(seed: int, a: bytes, b: bytes, proto: int, pa: int | None, pb: int | None) -> str:
+    data = struct.pack("!H", seed) + a + b + struct.pack("BB", proto, 0)
+    if pa is not None and pb is not None:
+        data += struct.pack("!HH", pa, pb)
+    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+
+
+def community_id(
+    saddr: str,
+    daddr: str,
+    proto: int,
+    sport: int | None = None,
+    dport: int | None = None,
+    seed: int = 0,
+) -> str:
+    """Community ID of one packet's 5-tuple; for ICMP/ICMPv6 pass type as sport, code as dport."""
+    sa = ipaddress.ip_address(saddr).packed
+    da = ipaddress.ip_address(daddr).packed
+    if len(sa) != len(da):
+        raise ValueError("both addresses must be of the same family")
+    one_way = False
+    if proto in (1, 58) and sport is not None:
+        sport, dport, one_way = icmp_ports(proto, sport, dport or 0)
+    if proto not in _PORT_PROTOS:
+        sport = dport = None
+    p1 = sport or 0
+    p2 = dport or 0
+    if not one_way and (sa, p1) > (da, p2):
+        sa, da, sport, dport = da, sa, dport, sport
+    return _hash(seed, sa, da, proto, sport, dport)
+
+
+def community_id_from_key(
+    ip_version: int, a_hi: int, a_lo: int, b_hi: int, b_lo: int, pp: int, seed: int = 0
+) -> str:
+    """Community ID of a canonical flow key (flowdet.flows.keys: already ordered and mapped)."""
+    if ip_version == 4:
+        a = (a_lo & 0xFFFFFFFF).to_bytes(4, "big")
+        b = (b_lo & 0xFFFFFFFF).to_bytes(4, "big")
+    else:
+        a = a_hi.to_bytes(8, "big") + a_lo.to_bytes(8, "big")
+        b = b_hi.to_bytes(8, "big") + b_lo.to_bytes(8, "big")
+    proto = pp & 0xFF
+    if proto in _PORT_PROTOS:
+        return _hash(seed, a, b, proto, (pp >> 24) & 0xFFFF, (pp >> 8) & 0xFFFF)
+    return _hash(seed, a, b, proto, None, None)

@@ -1,0 +1,764 @@
+"""The compiled per-packet loop of the flow table (numba).
+
+Why a loop and not numpy reductions: most per-flow state is order-dependent (inter-arrival
+times, Welford variance, idle gaps and bursts, the first/last packet sequences, the TCP
+close state machine that ends one flow and starts the next on the same key). A numpy
+version needs a sort by flow plus one segmented reduction per statistic and still cannot
+express "this FIN ends the flow, the next SYN starts another" without a second pass; the
+compiled loop is one pass over the batch in timestamp order, touching one state row per
+packet. Key hashing and the key -> slot map stay vectorised numpy + one dict lookup per
+distinct key per batch (see table.py).
+
+All functions return an index to resume from when an output buffer or the payload pool is
+full, so buffers stay small and the Python side grows them without losing a packet.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from flowdet.flows.layout import (
+    BARE_ACK,
+    BURSTS,
+    BYTES,
+    CKPT_FIRED,
+    CLOSE_TS,
+    FIN_SEEN,
+    FIRST_DPORT,
+    FIRST_FROM_INIT,
+    FIRST_SPORT,
+    FLAGS,
+    FLOW_ID,
+    FRAGS,
+    HIST,
+    HIST_BINS,
+    IAT_M2,
+    IAT_M2_ALL,
+    IAT_MAX,
+    IAT_MAX_ALL,
+    IAT_MEAN,
+    IAT_MEAN_ALL,
+    IAT_MIN,
+    IAT_MIN_ALL,
+    IDLE_GAPS,
+    INIT_A,
+    IPVER,
+    LAST,
+    LAST_PTS,
+    LAST_TS,
+    LIVE,
+    MAX_GAP,
+    NPK,
+    OOO,
+    PAY_BYTES,
+    PAY_LEN,
+    PAY_MSGS,
+    PAY_N,
+    PAY_ROW,
+    PAY_SEQ,
+    PAY_USED,
+    PBYTES,
+    PIAT_M2,
+    PIAT_MAX,
+    PIAT_MEAN,
+    PIAT_MIN,
+    PIAT_N,
+    PKTS,
+    PPKTS,
+    R_ACTIVE,
+    R_CHECKPOINT,
+    R_EOF,
+    R_FIN,
+    R_IDLE,
+    R_RST,
+    RST_SEEN,
+    SEGMENT,
+    SEQ_DIR_SHIFT,
+    SEQ_FLAGS_SHIFT,
+    SEQ_LEN_MASK,
+    SEQ_N,
+    SIZE_M2,
+    SIZE_MAX,
+    SIZE_MEAN,
+    SIZE_MIN,
+    START,
+)
+
+I64MAX = np.iinfo(np.int64).max
+
+# ctr: shared int64 counters between Python and the kernel.
+C_NEXT_ID, C_OUT_N, C_POOL_TOP, C_FRAG_OK, C_FRAG_LOST, C_FREED_N = range(6)
+N_CTR = 6
+
+# cfg: int64 settings in ns.
+G_IDLE_TCP, G_IDLE_OTHER, G_ACTIVE, G_LINGER, G_GAP = range(5)
+N_CFG = 5
+
+
+@nb.njit(cache=True, inline="always")
+def _init_mins(row):
+    for d in range(2):
+        row[SIZE_MIN + d] = I64MAX
+        row[IAT_MIN + d] = I64MAX
+        row[PIAT_MIN + d] = I64MAX
+    row[IAT_MIN_ALL] = I64MAX
+
+
+@nb.njit(cache=True)
+def new_flow(S, G, sl, ctr):
+    """Reset slot `sl` for a new flow on the same key (keeps its payload pool row)."""
+    row = S[sl]
+    pay_row = row[PAY_ROW]
+    row[:] = 0
+    G[sl, :] = 0.0
+    row[LIVE] = 1
+    row[FLOW_ID] = ctr[C_NEXT_ID]
+    ctr[C_NEXT_ID] += 1
+    row[INIT_A] = -1
+    row[CLOSE_TS] = -1
+    row[PAY_ROW] = pay_row
+    _init_mins(row)
+
+
+@nb.njit(cache=True)
+def init_slots(S, G, slots, ctr):
+    for j in range(slots.shape[0]):
+        S[slots[j], PAY_ROW] = -1
+        new_flow(S, G, slots[j], ctr)
+
+
+@nb.njit(cache=True)
+def _new_segment(S, G, sl):
+    """Active timeout: same flow, next segment; identity and TCP state carry over."""
+    row = S[sl]
+    keep_id = row[FLOW_ID]
+    keep_seg = row[SEGMENT] + 1
+    keep_init = row[INIT_A]
+    keep_ver = row[IPVER]
+    keep_sp = row[FIRST_SPORT]
+    keep_dp = row[FIRST_DPORT]
+    keep_ffi = row[FIRST_FROM_INIT]
+    keep_last = row[LAST]
+    keep_close = row[CLOSE_TS]
+    keep_f0 = row[FIN_SEEN]
+    keep_f1 = row[FIN_SEEN + 1]
+    keep_rst = row[RST_SEEN]
+    keep_pay = row[PAY_ROW]
+    row[:] = 0
+    G[sl, :] = 0.0
+    row[LIVE] = 1
+    row[FLOW_ID] = keep_id
+    row[SEGMENT] = keep_seg
+    row[INIT_A] = keep_init
+    row[IPVER] = keep_ver
+    row[FIRST_SPORT] = keep_sp
+    row[FIRST_DPORT] = keep_dp
+    row[FIRST_FROM_INIT] = keep_ffi
+    row[LAST] = keep_last
+    row[CLOSE_TS] = keep_close
+    row[FIN_SEEN] = keep_f0
+    row[FIN_SEEN + 1] = keep_f1
+    row[RST_SEEN] = keep_rst
+    row[PAY_ROW] = keep_pay
+    _init_mins(row)
+
+
+@nb.njit(cache=True)
+def _emit(
+    KEY, S, G, SEQM, SEQI, POOL, sl, reason, ck, OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK, ctr
+):
+    o = ctr[C_OUT_N]
+    ctr[C_OUT_N] = o + 1
+    OKEY[o, :] = KEY[sl, :]
+    OS[o, :] = S[sl, :]
+    OG[o, :] = G[sl, :]
+    OSEQM[o, :] = SEQM[sl, :]
+    OSEQI[o, :] = SEQI[sl, :]
+    pr = S[sl, PAY_ROW]
+    if pr >= 0:
+        for d in range(2):
+            n = S[sl, PAY_USED + d]
+            base = d * PAY_BYTES
+            OPAY[o, base : base + n] = POOL[pr, base : base + n]
+    OREA[o] = reason
+    OCK[o] = ck
+
+
+@nb.njit(cache=True)
+def _free(S, sl, pool_free, ctr, freed):
+    pr = S[sl, PAY_ROW]
+    if pr >= 0:
+        pool_free[ctr[C_POOL_TOP]] = pr
+        ctr[C_POOL_TOP] += 1
+        S[sl, PAY_ROW] = -1
+    S[sl, LIVE] = 0
+    freed[ctr[C_FREED_N]] = sl
+    ctr[C_FREED_N] += 1
+
+
+@nb.njit(cache=True, inline="always")
+def _welford(G, sl, mean_col, m2_col, n, x):
+    delta = x - G[sl, mean_col]
+    G[sl, mean_col] += delta / n
+    G[sl, m2_col] += delta * (x - G[sl, mean_col])
+
+
+@nb.njit(cache=True, inline="always")
+def _end_reason(row):
+    return R_RST if row[RST_SEEN] != 0 else R_FIN
+
+
+@nb.njit(cache=True)
+def process(
+    order,
+    k0,
+    slot_of,
+    a_side,
+    ts,
+    ip_len,
+    pay_len,
+    flags,
+    proto,
+    sport,
+    dport,
+    ipver,
+    tcp_seq,
+    rec_off,
+    pay_off,
+    caplen,
+    data,
+    fr_parent,
+    fr_slot,
+    fr_uid,
+    fr_dir,
+    row_uid,
+    row_dir,
+    KEY,
+    S,
+    G,
+    SEQM,
+    SEQI,
+    POOL,
+    pool_free,
+    OKEY,
+    OS,
+    OG,
+    OSEQM,
+    OSEQI,
+    OPAY,
+    OREA,
+    OCK,
+    ctr,
+    cfg,
+    ck_pkts,
+    ck_secs,
+):
+    """Feed packets order[k0:] into their slots; return where it stopped (len = done)."""
+    n_ck_p = ck_pkts.shape[0]
+    n_ck_s = ck_secs.shape[0]
+    out_cap = OS.shape[0]
+    max_emit = 3 + n_ck_s + n_ck_p
+    idle_tcp = cfg[G_IDLE_TCP]
+    idle_other = cfg[G_IDLE_OTHER]
+    active = cfg[G_ACTIVE]
+    linger = cfg[G_LINGER]
+    gap = cfg[G_GAP]
+    n = order.shape[0]
+    for k in range(k0, n):
+        i = order[k]
+        sl = slot_of[i]
+        if sl == -1:
+            continue
+        if sl == -2:
+            # non-first fragment: count it to the flow of its first fragment if still live
+            p = fr_parent[i]
+            if p >= 0:
+                s2 = slot_of[p]
+                uid = row_uid[p]
+                dd = row_dir[p]
+            else:
+                s2 = fr_slot[i]
+                uid = fr_uid[i]
+                dd = fr_dir[i]
+            if (
+                s2 >= 0
+                and uid >= 0
+                and S[s2, LIVE] == 1
+                and S[s2, FLOW_ID] == uid
+                and S[s2, NPK] > 0
+            ):
+                S[s2, FRAGS + dd] += 1
+                S[s2, BYTES + dd] += ip_len[i]
+                S[s2, PBYTES + dd] += pay_len[i]
+                ctr[C_FRAG_OK] += 1
+            else:
+                ctr[C_FRAG_LOST] += 1
+            continue
+        if ctr[C_OUT_N] + max_emit > out_cap:
+            return k
+        row = S[sl]
+        pl = np.int64(pay_len[i])
+        if pl > 0 and row[PAY_ROW] < 0 and ctr[C_POOL_TOP] == 0:
+            return k
+        t = ts[i]
+        f = np.int64(flags[i])
+        pr = proto[i]
+        is_tcp = pr == 6
+        idle = idle_tcp if is_tcp else idle_other
+        if row[INIT_A] >= 0:
+            # an existing flow: does this packet end it and start a new one?
+            restart = False
+            if row[CLOSE_TS] >= 0:
+                pure_syn = is_tcp and (f & 0x12) == 0x02
+                if t > row[CLOSE_TS] + linger or (pure_syn and t > row[CLOSE_TS]):
+                    if row[NPK] > 0:
+                        _emit(
+                            KEY,
+                            S,
+                            G,
+                            SEQM,
+                            SEQI,
+                            POOL,
+                            sl,
+                            _end_reason(row),
+                            -1,
+                            OKEY,
+                            OS,
+                            OG,
+                            OSEQM,
+                            OSEQI,
+                            OPAY,
+                            OREA,
+                            OCK,
+                            ctr,
+                        )
+                    restart = True
+            if not restart and t - row[LAST] > idle:
+                if row[NPK] > 0:
+                    _emit(
+                        KEY,
+                        S,
+                        G,
+                        SEQM,
+                        SEQI,
+                        POOL,
+                        sl,
+                        R_IDLE,
+                        -1,
+                        OKEY,
+                        OS,
+                        OG,
+                        OSEQM,
+                        OSEQI,
+                        OPAY,
+                        OREA,
+                        OCK,
+                        ctr,
+                    )
+                restart = True
+            if restart:
+                new_flow(S, G, sl, ctr)
+            elif row[NPK] > 0:
+                for j in range(n_ck_s):
+                    bit = np.int64(1) << j
+                    if (row[CKPT_FIRED] & bit) == 0 and t >= row[START] + ck_secs[j]:
+                        _emit(
+                            KEY,
+                            S,
+                            G,
+                            SEQM,
+                            SEQI,
+                            POOL,
+                            sl,
+                            R_CHECKPOINT,
+                            n_ck_p + j,
+                            OKEY,
+                            OS,
+                            OG,
+                            OSEQM,
+                            OSEQI,
+                            OPAY,
+                            OREA,
+                            OCK,
+                            ctr,
+                        )
+                        row[CKPT_FIRED] |= bit
+                if t >= row[START] + active:
+                    _emit(
+                        KEY,
+                        S,
+                        G,
+                        SEQM,
+                        SEQI,
+                        POOL,
+                        sl,
+                        R_ACTIVE,
+                        -1,
+                        OKEY,
+                        OS,
+                        OG,
+                        OSEQM,
+                        OSEQI,
+                        OPAY,
+                        OREA,
+                        OCK,
+                        ctr,
+                    )
+                    _new_segment(S, G, sl)
+        src_a = np.int64(1) if a_side[i] else np.int64(0)
+        if row[INIT_A] < 0:
+            # orientation: a pure SYN's sender initiates, a SYN-ACK's receiver initiates,
+            # otherwise the sender of the first packet
+            if is_tcp and (f & 0x12) == 0x12:
+                row[INIT_A] = 1 - src_a
+                row[FIRST_FROM_INIT] = 0
+            else:
+                row[INIT_A] = src_a
+                row[FIRST_FROM_INIT] = 1
+            row[IPVER] = ipver[i]
+            row[FIRST_SPORT] = sport[i]
+            row[FIRST_DPORT] = dport[i]
+        d = 0 if src_a == row[INIT_A] else 1
+        npk = row[NPK]
+        if npk == 0:
+            row[START] = t
+            row[LAST] = t
+            iat = np.int64(0)
+        else:
+            iat = t - row[LAST]
+            if iat < 0:
+                row[OOO] += 1
+                iat = np.int64(0)
+            if iat > gap:
+                row[IDLE_GAPS] += 1
+                row[BURSTS + d] += 1
+            if iat > row[MAX_GAP]:
+                row[MAX_GAP] = iat
+            if iat < row[IAT_MIN_ALL]:
+                row[IAT_MIN_ALL] = iat
+            if iat > row[IAT_MAX_ALL]:
+                row[IAT_MAX_ALL] = iat
+            _welford(G, sl, IAT_MEAN_ALL, IAT_M2_ALL, npk, float(iat))
+            if t > row[LAST]:
+                row[LAST] = t
+        # per-direction timing
+        pk_d = row[PKTS + d]
+        if pk_d > 0:
+            iat_d = t - row[LAST_TS + d]
+            if iat_d < 0:
+                iat_d = np.int64(0)
+            if iat_d < row[IAT_MIN + d]:
+                row[IAT_MIN + d] = iat_d
+            if iat_d > row[IAT_MAX + d]:
+                row[IAT_MAX + d] = iat_d
+            _welford(G, sl, IAT_MEAN + d, IAT_M2 + d, pk_d, float(iat_d))
+        if pk_d == 0 or t > row[LAST_TS + d]:
+            row[LAST_TS + d] = t
+        size = np.int64(ip_len[i])
+        if size < row[SIZE_MIN + d]:
+            row[SIZE_MIN + d] = size
+        if size > row[SIZE_MAX + d]:
+            row[SIZE_MAX + d] = size
+        _welford(G, sl, SIZE_MEAN + d, SIZE_M2 + d, pk_d + 1, float(size))
+        row[PKTS + d] = pk_d + 1
+        row[BYTES + d] += size
+        row[PBYTES + d] += pl
+        if pl > 0:
+            pp = row[PPKTS + d]
+            if pp > 0:
+                piat = t - row[LAST_PTS + d]
+                if piat < 0:
+                    piat = np.int64(0)
+                if piat < row[PIAT_MIN + d]:
+                    row[PIAT_MIN + d] = piat
+                if piat > row[PIAT_MAX + d]:
+                    row[PIAT_MAX + d] = piat
+                row[PIAT_N + d] += 1
+                _welford(G, sl, PIAT_MEAN + d, PIAT_M2 + d, row[PIAT_N + d], float(piat))
+            if pp == 0 or t > row[LAST_PTS + d]:
+                row[LAST_PTS + d] = t
+            row[PPKTS + d] = pp + 1
+            b = 0
+            v = pl
+            while v > 1 and b < HIST_BINS - 1:
+                v >>= 1
+                b += 1
+            row[HIST + d * HIST_BINS + b] += 1
+            # payload prefix, message by message
+            pn = row[PAY_N + d]
+            used = row[PAY_USED + d]
+            if pn < PAY_MSGS and used < PAY_BYTES:
+                seq = np.int64(tcp_seq[i])
+                if not (is_tcp and pn > 0 and seq == row[PAY_SEQ + d]):
+                    if row[PAY_ROW] < 0:
+                        ctr[C_POOL_TOP] -= 1
+                        row[PAY_ROW] = pool_free[ctr[C_POOL_TOP]]
+                    po = np.int64(pay_off[i])
+                    avail = np.int64(caplen[i]) - po
+                    m = pl
+                    if avail < m:
+                        m = avail
+                    if PAY_BYTES - used < m:
+                        m = PAY_BYTES - used
+                    if m < 0:
+                        m = 0
+                    src = rec_off[i] + po
+                    dst = d * PAY_BYTES + used
+                    POOL[row[PAY_ROW], dst : dst + m] = data[src : src + m]
+                    row[PAY_LEN + d * PAY_MSGS + pn] = m
+                    row[PAY_N + d] = pn + 1
+                    row[PAY_USED + d] = used + m
+                    row[PAY_SEQ + d] = seq
+        elif is_tcp and (f & 0x10) != 0 and (f & 0x07) == 0:
+            row[BARE_ACK + d] += 1
+        if is_tcp:
+            for bit in range(8):
+                if (f >> bit) & 1:
+                    row[FLAGS + d * 8 + bit] += 1
+            if f & 0x01:
+                row[FIN_SEEN + d] = 1
+            if f & 0x04:
+                row[RST_SEEN] = 1
+            if row[CLOSE_TS] < 0 and (
+                (f & 0x04) != 0 or (row[FIN_SEEN] != 0 and row[FIN_SEEN + 1] != 0)
+            ):
+                row[CLOSE_TS] = t
+        plc = pl if pl < SEQ_LEN_MASK else SEQ_LEN_MASK
+        meta = plc | ((f & 0xFF) << SEQ_FLAGS_SHIFT) | (d << SEQ_DIR_SHIFT)
+        if npk < SEQ_N:
+            SEQM[sl, npk] = meta
+            SEQI[sl, npk] = iat
+        r = SEQ_N + npk % SEQ_N
+        SEQM[sl, r] = meta
+        SEQI[sl, r] = iat
+        npk += 1
+        row[NPK] = npk
+        row_uid[i] = row[FLOW_ID]
+        row_dir[i] = d
+        for j in range(n_ck_p):
+            if npk == ck_pkts[j]:
+                _emit(
+                    KEY,
+                    S,
+                    G,
+                    SEQM,
+                    SEQI,
+                    POOL,
+                    sl,
+                    R_CHECKPOINT,
+                    j,
+                    OKEY,
+                    OS,
+                    OG,
+                    OSEQM,
+                    OSEQI,
+                    OPAY,
+                    OREA,
+                    OCK,
+                    ctr,
+                )
+    return n
+
+
+@nb.njit(cache=True)
+def sweep(
+    now,
+    s0,
+    KEY,
+    S,
+    G,
+    SEQM,
+    SEQI,
+    POOL,
+    pool_free,
+    OKEY,
+    OS,
+    OG,
+    OSEQM,
+    OSEQI,
+    OPAY,
+    OREA,
+    OCK,
+    ctr,
+    cfg,
+    ck_secs,
+    n_ck_p,
+    freed,
+):
+    """Apply the clock `now` to every live flow from slot s0 on; return where it stopped.
+
+    Emits what `process` would emit before a later packet of the same flow, with the same
+    content, so results do not depend on where batches end.
+    """
+    n_ck_s = ck_secs.shape[0]
+    out_cap = OS.shape[0]
+    idle_tcp = cfg[G_IDLE_TCP]
+    idle_other = cfg[G_IDLE_OTHER]
+    active = cfg[G_ACTIVE]
+    linger = cfg[G_LINGER]
+    cap = S.shape[0]
+    for sl in range(s0, cap):
+        row = S[sl]
+        if row[LIVE] == 0:
+            continue
+        if ctr[C_OUT_N] + 2 + n_ck_s > out_cap:
+            return sl
+        if row[INIT_A] < 0:
+            continue  # allocated for a batch in progress, no packet yet
+        idle = idle_tcp if (KEY[sl, 4] & np.uint64(0xFF)) == 6 else idle_other
+        if row[CLOSE_TS] >= 0 and now > row[CLOSE_TS] + linger:
+            if row[NPK] > 0:
+                _emit(
+                    KEY,
+                    S,
+                    G,
+                    SEQM,
+                    SEQI,
+                    POOL,
+                    sl,
+                    _end_reason(row),
+                    -1,
+                    OKEY,
+                    OS,
+                    OG,
+                    OSEQM,
+                    OSEQI,
+                    OPAY,
+                    OREA,
+                    OCK,
+                    ctr,
+                )
+            _free(S, sl, pool_free, ctr, freed)
+            continue
+        if now - row[LAST] > idle:
+            if row[NPK] > 0:
+                _emit(
+                    KEY,
+                    S,
+                    G,
+                    SEQM,
+                    SEQI,
+                    POOL,
+                    sl,
+                    R_IDLE,
+                    -1,
+                    OKEY,
+                    OS,
+                    OG,
+                    OSEQM,
+                    OSEQI,
+                    OPAY,
+                    OREA,
+                    OCK,
+                    ctr,
+                )
+            _free(S, sl, pool_free, ctr, freed)
+            continue
+        if row[NPK] > 0:
+            for j in range(n_ck_s):
+                bit = np.int64(1) << j
+                if (row[CKPT_FIRED] & bit) == 0 and now >= row[START] + ck_secs[j]:
+                    _emit(
+                        KEY,
+                        S,
+                        G,
+                        SEQM,
+                        SEQI,
+                        POOL,
+                        sl,
+                        R_CHECKPOINT,
+                        n_ck_p + j,
+                        OKEY,
+                        OS,
+                        OG,
+                        OSEQM,
+                        OSEQI,
+                        OPAY,
+                        OREA,
+                        OCK,
+                        ctr,
+                    )
+                    row[CKPT_FIRED] |= bit
+            if now >= row[START] + active:
+                _emit(
+                    KEY,
+                    S,
+                    G,
+                    SEQM,
+                    SEQI,
+                    POOL,
+                    sl,
+                    R_ACTIVE,
+                    -1,
+                    OKEY,
+                    OS,
+                    OG,
+                    OSEQM,
+                    OSEQI,
+                    OPAY,
+                    OREA,
+                    OCK,
+                    ctr,
+                )
+                _new_segment(S, G, sl)
+    return cap
+
+
+@nb.njit(cache=True)
+def expire_slots(
+    slots,
+    k0,
+    reason,
+    KEY,
+    S,
+    G,
+    SEQM,
+    SEQI,
+    POOL,
+    pool_free,
+    OKEY,
+    OS,
+    OG,
+    OSEQM,
+    OSEQI,
+    OPAY,
+    OREA,
+    OCK,
+    ctr,
+    freed,
+):
+    """Emit (if it has packets) and free each listed live slot: eviction and end of input."""
+    out_cap = OS.shape[0]
+    for k in range(k0, slots.shape[0]):
+        sl = slots[k]
+        if S[sl, LIVE] == 0:
+            continue
+        if ctr[C_OUT_N] + 1 > out_cap:
+            return k
+        if S[sl, NPK] > 0:
+            r = reason
+            if r == R_EOF and S[sl, CLOSE_TS] >= 0:
+                r = _end_reason(S[sl])  # ended by FIN/RST, input stopped inside the linger
+            _emit(
+                KEY,
+                S,
+                G,
+                SEQM,
+                SEQI,
+                POOL,
+                sl,
+                r,
+                -1,
+                OKEY,
+                OS,
+                OG,
+                OSEQM,
+                OSEQI,
+                OPAY,
+                OREA,
+                OCK,
+                ctr,
+            )
+        _free(S, sl, pool_free, ctr, freed)
+    return slots.shape[0]

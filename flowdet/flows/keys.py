@@ -1,0 +1,124 @@
+"""Canonical bidirectional flow keys, computed per batch with numpy.
+
+Both directions of a flow map to one key by ordering the endpoints the way Community ID v1
+does: the numerically smaller (address, port) comes first (endpoint a). ICMP and ICMPv6
+follow Zeek and Community ID: the type is the source "port" and, for request/reply types,
+the counterpart type is the destination "port", so an echo request and its reply share a
+key; other ICMP types (errors, one-way messages) use the code and are never swapped.
+Protocols without ports are keyed on addresses and protocol only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowdet.capture.batch import PacketBatch
+
+# Type -> counterpart type; types not listed are one-way (key = type, code; never swapped).
+ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 17: 18, 18: 17}
+ICMP6_COUNTERPART = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
+
+
+def _table(mapping: dict[int, int]) -> np.ndarray:
+    t = np.full(256, -1, dtype=np.int32)
+    for k, v in mapping.items():
+        t[k] = v
+    return t
+
+
+_ICMP4 = _table(ICMP4_COUNTERPART)
+_ICMP6 = _table(ICMP6_COUNTERPART)
+
+
+def icmp_ports(proto: int, icmp_type: int, code: int) -> tuple[int, int, bool]:
+    """Scalar form: (sport, dport, one_way) for an ICMP (proto 1) / ICMPv6 (58) message."""
+    table = ICMP4_COUNTERPART if proto == 1 else ICMP6_COUNTERPART
+    if icmp_type in table:
+        return icmp_type, table[icmp_type], False
+    return icmp_type, code, True
+
+
+def canonical_keys(b: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys for the selected rows: (uint64 array [n, 5], bool array: packet src is endpoint a).
+
+    Key columns: a_hi, a_lo, b_hi, b_lo, (port_a << 24 | port_b << 8 | proto).
+    """
+    proto = b.proto[rows]
+    ver = b.ip_version[rows]
+    p1 = b.sport[rows].astype(np.int64)
+    p2 = b.dport[rows].astype(np.int64)
+    one_way = np.zeros(rows.shape[0], dtype=bool)
+    icmp4 = (proto == 1) & (ver == 4)
+    icmp6 = (proto == 58) & (ver == 6)
+    if icmp4.any() or icmp6.any():
+        for mask, table in ((icmp4, _ICMP4), (icmp6, _ICMP6)):
+            if not mask.any():
+                continue
+            t = p1[mask] & 0xFF
+            cp = table[t]
+            paired = cp >= 0
+            p2[mask] = np.where(paired, cp, p2[mask])
+            one_way[mask] = ~paired
+    shi, slo = b.src_hi[rows], b.src_lo[rows]
+    dhi, dlo = b.dst_hi[rows], b.dst_lo[rows]
+    src_first = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (p1 < p2))))
+    keep = src_first | one_way
+    key = np.empty((rows.shape[0], 5), dtype=np.uint64)
+    key[:, 0] = np.where(keep, shi, dhi)
+    key[:, 1] = np.where(keep, slo, dlo)
+    key[:, 2] = np.where(keep, dhi, shi)
+    key[:, 3] = np.where(keep, dlo, slo)
+    pa = np.where(keep, p1, p2).astype(np.uint64)
+    pb = np.where(keep, p2, p1).astype(np.uint64)
+    key[:, 4] = (pa << np.uint64(24)) | (pb << np.uint64(8)) | proto.astype(np.uint64)
+    return key, keep
+
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M2
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M3
+    return x ^ (x >> np.uint64(31))
+
+
+def key_hash(key: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per key row (splitmix64 finaliser chained over the columns)."""
+    h = np.full(key.shape[0], _M1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in range(key.shape[1]):
+            h = _mix(h ^ key[:, c]) + _M1
+    return h
+
+
+def unique_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row index of each distinct key's first occurrence, inverse map row -> distinct key).
+
+    Sorting 64-bit hashes is much cheaper than sorting 40-byte keys; a hash collision inside
+    the batch is detected and falls back to an exact row-wise unique.
+    """
+    h = key_hash(key)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not np.array_equal(key[first][inverse], key):
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return first, inverse
