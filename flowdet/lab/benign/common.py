@@ -1,0 +1,209 @@
+"""Plumbing shared by the benign servers and clients: arguments, pacing, TLS, summaries.
+
+Every program here is started by the lab inside a namespace and stopped by PID, so servers
+treat SIGTERM as a normal end, clients stop on their own after `--duration` seconds, and
+both speak to the runner (or a test) through single JSON lines on stdout: servers announce
+`{"listening": ...}` once bound (ports may be 0 in tests), clients end with a summary of what
+they actually exchanged, so nobody has to trust that traffic happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def emit(record: dict[str, Any]) -> None:
+    """One JSON line on stdout, flushed: the only channel back to the runner."""
+    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def jittered(rng: random.Random, mean: float, jitter: float) -> float:
+    """`mean` seconds give or take `jitter` (a fraction): real timers drift, and a perfectly
+    regular period would be an easy tell that the model could learn instead of the protocol."""
+    return max(0.0, mean * (1.0 + rng.uniform(-jitter, jitter)))
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a client really exchanged; printed as its summary line."""
+
+    connections: int = 0
+    sent: int = 0  # application messages or requests sent
+    received: int = 0  # application messages or responses received
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    errors: int = 0
+    send_times: list[float] = field(default_factory=list)  # seconds since start
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record_send(self, t0: float, nbytes: int) -> None:
+        self.sent += 1
+        self.bytes_sent += nbytes
+        self.send_times.append(round(time.monotonic() - t0, 4))
+
+    def summary(self, kind: str) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        out["kind"] = kind
+        return out
+
+
+def client_parser(description: str, default_port: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--server", default=LOOPBACK, help="responder address (lab host or loopback)")
+    p.add_argument("--port", type=int, default=default_port)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of traffic, then exit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tls", action="store_true", help="wrap the connection in TLS")
+    p.add_argument("--cafile", type=Path, help="CA/certificate to verify the server with")
+    p.add_argument("--sni", help="TLS server name (also the certificate name checked)")
+    return p
+
+
+def server_parser(description: str, default_port: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--bind", default=LOOPBACK)
+    p.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--cert", type=Path)
+    p.add_argument("--key", type=Path)
+    return p
+
+
+def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    if cert is None or key is None:
+        raise SystemExit("--tls needs --cert and --key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def client_context(cafile: Path | None, alpn: Sequence[str] = ()) -> ssl.SSLContext:
+    """A verifying client context: hostname and chain are checked against the lab's own CA,
+    so the handshake is the one a careful real client would make."""
+    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def make_certificate(
+    directory: Path, names: Sequence[str], ips: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for `names` (the first is the subject), via openssl(1).
+
+    Clients use the certificate itself as their CA file, so verification is real."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = names[0].replace("*", "wild")
+    cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    san = ",".join([f"DNS:{n}" for n in names] + [f"IP:{a}" for a in ips])
+    cmd = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", "30", "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}",
+        "-keyout", str(key), "-out", str(cert),
+    ]  # fmt: skip
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"openssl could not make a certificate for {names[0]}: {exc}") from exc
+    return cert, key
+
+
+def tls_facts(obj: ssl.SSLSocket | ssl.SSLObject | None) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    cipher = obj.cipher()
+    return {
+        "tls_version": obj.version(),
+        "tls_cipher": cipher[0] if cipher else None,
+        "alpn": obj.selected_alpn_protocol(),
+    }
+
+
+def run_async(main: Callable[[], Awaitable[None]]) -> int:
+    """Run `main` until it returns or SIGTERM/SIGINT arrives; both are a clean exit (0).
+
+    A network failure is one line on stderr and exit status 1, never a traceback: the runner
+    shows that line when a scenario's client did not do its job."""
+
+    async def wrapper() -> None:
+        task = asyncio.ensure_future(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(wrapper())
+    except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+        log(f"{Path(sys.argv[0]).stem}: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+async def serve_tcp(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    bind: str,
+    port: int,
+    tls: ssl.SSLContext | None = None,
+    kind: str = "tcp",
+) -> None:
+    """Accept connections forever, announcing the bound port; one task per connection."""
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, ValueError) as exc:
+            log(f"{kind}: connection ended: {exc!r}")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(guarded, bind, port, ssl=tls, reuse_address=True)
+    sock = server.sockets[0].getsockname()
+    emit({"listening": [sock[0], sock[1]], "kind": kind, "tls": tls is not None})
+    async with server:
+        await server.serve_forever()
+
+
+async def open_tcp(
+    args: argparse.Namespace, alpn: Sequence[str] = ()
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    ctx = client_context(args.cafile, alpn) if args.tls else None
+    return await asyncio.wait_for(
+        asyncio.open_connection(
+            args.server,
+            args.port,
+            ssl=ctx,
+            server_hostname=(args.sni or args.server) if ctx else None,
+        ),
+        timeout=10,
+    )
