@@ -140,7 +140,8 @@ class CaptureReader:
         gz = "+gzip" if self._src.compressed else ""
         if not head:
             what = "empty after decompression" if self._src.compressed else "empty file"
-            raise CaptureError(f"{self.name}: {what}, not a capture")
+            why = f" ({self._src.warnings[0]})" if self._src.warnings else ""
+            raise CaptureError(f"{self.name}: {what}, not a capture{why}")
         magic = head[:4]
         if magic in _PCAP_MAGICS:
             big, nano, hdr_len, fmt = _PCAP_MAGICS[magic]
