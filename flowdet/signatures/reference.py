@@ -53,18 +53,30 @@ class FlowPrefix:
         return (self.pcap, self.client_ip, self.client_port, self.server_ip, self.server_port)
 
 
-def _append(packets: list[bytes], payload: bytes) -> None:
+def _append(packets: list[bytes], payload: bytes, max_packets: int, max_bytes: int) -> None:
     used = sum(len(p) for p in packets)
-    if len(packets) < MAX_PACKETS and used < MAX_BYTES:
-        packets.append(payload[: MAX_BYTES - used])
+    if len(packets) < max_packets and used < max_bytes:
+        packets.append(payload[: max_bytes - used])
 
 
-def flow_prefixes(pcap: Path, tshark: str | None = None) -> list[FlowPrefix]:
-    """Flows of `pcap` that carried TCP payload, in order of first appearance."""
+def flow_prefixes(
+    pcap: Path,
+    tshark: str | None = None,
+    max_packets: int = MAX_PACKETS,
+    max_bytes: int = MAX_BYTES,
+    decode_as: tuple[str, ...] = (),
+) -> list[FlowPrefix]:
+    """Flows of `pcap` that carried TCP payload, in order of first appearance.
+
+    `decode_as` passes tshark -d rules (e.g. "tcp.port==2222,ssh"); they do not change the
+    payload bytes, only which dissector tshark would use.
+    """
     tshark = tshark or shutil.which("tshark")
     if tshark is None:
         raise FlowdetError("tshark not found (Debian package tshark)")
     cmd = [tshark, "-n", "-r", str(pcap), "-Y", "tcp.len > 0 or tcp.flags.syn == 1"]
+    for rule in decode_as:
+        cmd += ["-d", rule]
     cmd += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
     for name in _FIELDS:
         cmd += ["-e", name]
@@ -88,5 +100,5 @@ def flow_prefixes(pcap: Path, tshark: str | None = None) -> list[FlowPrefix]:
             continue
         payload = bytes.fromhex(hexpayload.replace(":", ""))
         toserver = (src, int(sport)) == (flow.client_ip, flow.client_port)
-        _append(flow.toserver if toserver else flow.toclient, payload)
+        _append(flow.toserver if toserver else flow.toclient, payload, max_packets, max_bytes)
     return [f for f in flows.values() if f.toserver or f.toclient]
