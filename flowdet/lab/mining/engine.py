@@ -94,7 +94,7 @@ class PoolSession(ABC):
             difficulty=self.rounder(start),
             target_interval=self.cfg.target_interval,
             enabled=self.cfg.vardiff,
-            retarget_shares=self.rng.randint(3, 6),
+            retarget_shares=self.rng.randint(4, 8),
             rounder=self.rounder,
         )
         self.active = False  # jobs flow once the miner has authorized / logged in
@@ -176,7 +176,13 @@ async def run_server(
     port: int,
     tls: ssl.SSLContext | None,
 ) -> None:
-    server = await asyncio.start_server(on_connect, bind, port, ssl=tls, reuse_address=True)
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A handler cancelled at shutdown must end normally: asyncio 3.11's stream callback
+        # calls task.exception() on it and would print a spurious CancelledError traceback.
+        with contextlib.suppress(asyncio.CancelledError):
+            await on_connect(reader, writer)
+
+    server = await asyncio.start_server(guarded, bind, port, ssl=tls, reuse_address=True)
     sock = server.sockets[0].getsockname()
     emit({"listening": [sock[0], sock[1]], "tls": tls is not None})
     board = asyncio.create_task(ctx.board.run())

@@ -114,7 +114,7 @@ class Vardiff:
     def _retarget(self, now: float, observed: float) -> float | None:
         ratio = self.target_interval / max(observed, 1e-9)
         self.reset(now)
-        if 0.67 < ratio < 1.5:
+        if 0.5 < ratio < 2.0:  # within the noise of a few exponential intervals
             return None
         new = self.rounder(max(self.minimum, self.difficulty * min(4.0, max(0.25, ratio))))
         if new == self.difficulty:
