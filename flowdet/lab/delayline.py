@@ -50,6 +50,7 @@ class LinkSpec:
     rate_bps: float  # bottleneck rate, each direction
     queue_ms: float = 200.0  # bottleneck buffer, as time at `rate_bps`
     seed: int = 0
+    name: str = ""  # for the counters: "<name>:in" (a -> b) and "<name>:out" (b -> a)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -118,11 +119,13 @@ class Direction:
 
 def run(specs: list[LinkSpec]) -> dict[str, dict[str, int]]:
     directions: dict[int, Direction] = {}
+    names: dict[int, str] = {}
     for i, spec in enumerate(specs):
         fa = open_tun(spec.a_ns, spec.a_dev)
         fb = open_tun(spec.b_ns, spec.b_dev)
         directions[fa] = Direction(fa, fb, spec, random.Random(spec.seed * 2 + 1 + i * 1000))
         directions[fb] = Direction(fb, fa, spec, random.Random(spec.seed * 2 + 2 + i * 1000))
+        names[fa], names[fb] = f"{spec.name or i}:in", f"{spec.name or i}:out"
     sel = selectors.DefaultSelector()
     for fd in directions:
         sel.register(fd, selectors.EVENT_READ)
@@ -138,7 +141,7 @@ def run(specs: list[LinkSpec]) -> dict[str, dict[str, int]]:
             fd = key.fd
             if fd == stdin:
                 if not os.read(stdin, 4096):  # the runner closed our stdin: we are done
-                    return {str(k): d.counts for k, d in directions.items()}
+                    return {names[k]: d.counts for k, d in directions.items()}
                 continue
             d = directions[fd]
             now = time.monotonic()

@@ -350,7 +350,7 @@ class Runner:
         wan_rng = random.Random(f"{self.seed}:{scn.name}:wan")
         wan = {host: Wan.choose(wan_rng) for host in OUTSIDE}
         res.wan = {h: w.to_json() for h, w in wan.items()}
-        lab = NamespaceLab(self.state, wan, self.seed, scn.name)
+        lab = NamespaceLab(self.state, wan, wan_rng.randrange(2**31), scn.name)
         res.lab_id = lab.topo.id
         with self._lock:
             self._active.add(lab)

@@ -177,6 +177,7 @@ class Topology:
                     loss=w.loss,
                     rate_bps=w.rate_mbps * 1e6,
                     seed=self.seed * 7 + i,
+                    name=host,
                 ).to_json()
             )
         proc = self.procs.start(
