@@ -11,6 +11,7 @@ import click
 
 from flowdet import __version__
 from flowdet.errors import FlowdetError
+from flowdet.flows.command import flows_command
 from flowdet.lab.commands import lab as lab_command
 
 
@@ -21,6 +22,7 @@ def cli() -> None:
 
 
 cli.add_command(lab_command)
+cli.add_command(flows_command)
 
 
 def main() -> None:

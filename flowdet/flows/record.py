@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import socket
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -137,14 +136,15 @@ class FlowRecord:
             csv=False,
         ),
     )
-    first_pkts: list[list[float]] = field(
+    first_pkts: dict[str, list] = field(
         metadata=_m(
-            "First 32 packets as [dir, payload_len, iat_s, tcp_flags], dir 0 = toserver, "
-            "1 = toclient, iat_s = gap to the previous packet of the flow (jsonl only)",
+            "First 32 packets as parallel arrays {dir, len, iat, flags}: dir 0 = toserver, "
+            "1 = toclient; len = payload length; iat = seconds since the previous packet of "
+            "the flow (0 for the first); flags = TCP flags byte (jsonl only)",
             csv=False,
-        ),
+        )
     )
-    last_pkts: list[list[float]] = field(
+    last_pkts: dict[str, list] = field(
         metadata=_m(
             "Last 32 packets, oldest first, same layout as first_pkts (jsonl only)", csv=False
         )
@@ -190,10 +190,9 @@ def _ip_str(ver: int, hi: int, lo: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, hi.to_bytes(8, "big") + lo.to_bytes(8, "big"))
 
 
-def _iso(ns: int) -> str:
-    s, rem = divmod(ns, 1_000_000_000)
-    dt = datetime.fromtimestamp(s, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rem // 1000:06d}Z"
+def _iso(ns: np.ndarray) -> list[str]:
+    txt = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="us")
+    return [t + "Z" for t in txt.tolist()]
 
 
 @dataclass(slots=True)
@@ -258,7 +257,6 @@ class FlowBlock:
         n = len(self)
         s, g, key = self.s, self.g, self.key
         out: dict[str, list] = {}
-        sec = 1e-9
 
         def put(name: str, values: Any) -> None:
             if name in want:
@@ -275,17 +273,17 @@ class FlowBlock:
         pb = ((key[:, L.K_PP] >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int64)
         if "community_id" in want:
             out["community_id"] = [
-                community_id_from_key(int(v), *(int(x) for x in key[i]))
-                for i, v in enumerate(ver.tolist())
+                community_id_from_key(v, *kr)
+                for v, kr in zip(ver.tolist(), key.tolist(), strict=True)
             ]
         start, last = s[:, L.START], s[:, L.LAST]
         if "start" in want:
-            out["start"] = [_iso(t) for t in start.tolist()]
+            out["start"] = _iso(start)
         if "end" in want:
-            out["end"] = [_iso(t) for t in last.tolist()]
-        put("start_epoch", start * sec)
-        put("end_epoch", last * sec)
-        put("duration", (last - start) * sec)
+            out["end"] = _iso(last)
+        put("start_epoch", start / 1e9)
+        put("end_epoch", last / 1e9)
+        put("duration", (last - start) / 1e9)
         put("ip_version", ver)
         put("proto", [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()])
         put("proto_num", proto)
@@ -334,32 +332,32 @@ class FlowBlock:
             put(f"size_std_{dn}", np.sqrt(np.maximum(g[:, L.SIZE_M2 + d], 0) / np.maximum(npk, 1)))
             ni = np.maximum(npk - 1, 0)
             hi_ = ni > 0
-            put(f"iat_min_{dn}", np.where(hi_, s[:, L.IAT_MIN + d], 0) * sec)
-            put(f"iat_max_{dn}", s[:, L.IAT_MAX + d] * sec)
-            put(f"iat_mean_{dn}", g[:, L.IAT_MEAN + d] * sec)
+            put(f"iat_min_{dn}", np.where(hi_, s[:, L.IAT_MIN + d], 0) / 1e9)
+            put(f"iat_max_{dn}", s[:, L.IAT_MAX + d] / 1e9)
+            put(f"iat_mean_{dn}", g[:, L.IAT_MEAN + d] / 1e9)
             put(
                 f"iat_std_{dn}",
-                np.sqrt(np.maximum(g[:, L.IAT_M2 + d], 0) / np.maximum(ni, 1)) * sec,
+                np.sqrt(np.maximum(g[:, L.IAT_M2 + d], 0) / np.maximum(ni, 1)) / 1e9,
             )
             npi = s[:, L.PIAT_N + d]
-            put(f"piat_min_{dn}", np.where(npi > 0, s[:, L.PIAT_MIN + d], 0) * sec)
-            put(f"piat_max_{dn}", s[:, L.PIAT_MAX + d] * sec)
-            put(f"piat_mean_{dn}", g[:, L.PIAT_MEAN + d] * sec)
+            put(f"piat_min_{dn}", np.where(npi > 0, s[:, L.PIAT_MIN + d], 0) / 1e9)
+            put(f"piat_max_{dn}", s[:, L.PIAT_MAX + d] / 1e9)
+            put(f"piat_mean_{dn}", g[:, L.PIAT_MEAN + d] / 1e9)
             put(
                 f"piat_std_{dn}",
-                np.sqrt(np.maximum(g[:, L.PIAT_M2 + d], 0) / np.maximum(npi, 1)) * sec,
+                np.sqrt(np.maximum(g[:, L.PIAT_M2 + d], 0) / np.maximum(npi, 1)) / 1e9,
             )
             put(f"bursts_{dn}", s[:, L.BURSTS + d])
             h0 = L.HIST + d * L.HIST_BINS
             put(f"payload_hist_{dn}", s[:, h0 : h0 + L.HIST_BINS])
         npk_all = s[:, L.NPK]
         na = np.maximum(npk_all - 1, 0)
-        put("iat_min", np.where(na > 0, s[:, L.IAT_MIN_ALL], 0) * sec)
-        put("iat_max", s[:, L.IAT_MAX_ALL] * sec)
-        put("iat_mean", g[:, L.IAT_MEAN_ALL] * sec)
-        put("iat_std", np.sqrt(np.maximum(g[:, L.IAT_M2_ALL], 0) / np.maximum(na, 1)) * sec)
+        put("iat_min", np.where(na > 0, s[:, L.IAT_MIN_ALL], 0) / 1e9)
+        put("iat_max", s[:, L.IAT_MAX_ALL] / 1e9)
+        put("iat_mean", g[:, L.IAT_MEAN_ALL] / 1e9)
+        put("iat_std", np.sqrt(np.maximum(g[:, L.IAT_M2_ALL], 0) / np.maximum(na, 1)) / 1e9)
         put("idle_gaps", s[:, L.IDLE_GAPS])
-        put("max_gap", s[:, L.MAX_GAP] * sec)
+        put("max_gap", s[:, L.MAX_GAP] / 1e9)
         put("out_of_order", s[:, L.OOO])
         if "first_pkts" in want or "last_pkts" in want:
             first, last_ = self._sequences()
@@ -372,27 +370,38 @@ class FlowBlock:
         return out
 
     def _sequences(self) -> tuple[list, list]:
-        n = len(self)
+        N = L.SEQ_N
         npk = self.s[:, L.NPK]
-        first_out: list = []
-        last_out: list = []
+        k = np.minimum(npk, N)
         meta = self.seqm.astype(np.int64)
-        ln = meta & L.SEQ_LEN_MASK
-        fl = (meta >> L.SEQ_FLAGS_SHIFT) & 0xFF
-        dr = (meta >> L.SEQ_DIR_SHIFT) & 0x1
-        iat = self.seqi * 1e-9
-        for i in range(n):
-            m = int(npk[i])
-            k = min(m, L.SEQ_N)
-            first_out.append(
-                [[int(dr[i, j]), int(ln[i, j]), float(iat[i, j]), int(fl[i, j])] for j in range(k)]
+        # ring slot of packet p is N + p % N; the last k packets are m-k .. m-1, oldest first
+        j = np.arange(N)
+        ring = N + (npk[:, None] - k[:, None] + j[None, :]) % N
+        ring = np.where(j[None, :] < k[:, None], ring, N)
+        out = []
+        for cols in (slice(0, N), None):
+            if cols is None:
+                m = np.take_along_axis(meta, ring, axis=1)
+                iat = np.take_along_axis(self.seqi, ring, axis=1)
+            else:
+                m, iat = meta[:, cols], self.seqi[:, cols]
+            valid = j[None, :] < k[:, None]  # row-major: each record's entries in order
+            parts = (
+                ((m >> L.SEQ_DIR_SHIFT) & 0x1)[valid],
+                (m & L.SEQ_LEN_MASK)[valid],
+                iat[valid] / 1e9,
+                ((m >> L.SEQ_FLAGS_SHIFT) & 0xFF)[valid],
             )
-            # ring slot of packet p is SEQ_N + p % SEQ_N; the last k packets are m-k .. m-1
-            idx = [L.SEQ_N + (p % L.SEQ_N) for p in range(m - k, m)]
-            last_out.append(
-                [[int(dr[i, j]), int(ln[i, j]), float(iat[i, j]), int(fl[i, j])] for j in idx]
+            da, ln, ia, fl = (p.tolist() for p in parts)
+            ends = np.cumsum(k).tolist()
+            starts = [0, *ends[:-1]]
+            out.append(
+                [
+                    {"dir": da[a:e], "len": ln[a:e], "iat": ia[a:e], "flags": fl[a:e]}
+                    for a, e in zip(starts, ends, strict=True)
+                ]
             )
-        return first_out, last_out
+        return out[0], out[1]
 
     def _payloads(self, i: int, d: int) -> list[bytes]:
         s = self.s[i]
