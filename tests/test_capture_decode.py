@@ -77,6 +77,11 @@ def af_header(fam: int, big: bool) -> bytes:
         (1, eth(struct.pack("!I", (16 << 12) | 0x100 | 64) + PKT4, 0x8847), 18),  # MPLS
         (1, eth(struct.pack("!II", 16 << 12, (17 << 12) | 0x100) + PKT4, 0x8847), 22),
         (1, eth(struct.pack("!BBHHH", 0x11, 0, 1, len(PKT4) + 2, 0x0021) + PKT4, 0x8864), 22),
+        (1, eth(b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + PKT4, len(PKT4) + 8), 22),  # SNAP
+        (1, eth(bytes(4) + bytes(12) + b"\x08\x00" + PKT4, 0x88E7), 32),  # 802.1ah PBB
+        (1, eth(bytes(4) + b"\x81\x00\x00\x05\x08\x00" + PKT4, 0x8926), 24),  # VN-Tag+VLAN
+        (1, eth(bytes(2) + bytes(12) + b"\x08\x00" + PKT4, 0x8903), 30),  # FabricPath
+        (10, b"\x50" + bytes(12) + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + PKT4, 21),  # FDDI
         (113, sll(PKT4), 16),
         (276, sll2(PKT4), 20),
         (101, PKT4, 0),
@@ -133,7 +138,7 @@ def test_link_types_to_ipv6_udp(linktype, prefix):
     ("linktype", "frame", "status"),
     [
         (1, eth(b"\0" * 28, 0x0806), Status.NON_IP),  # ARP
-        (1, eth(b"\0" * 40, 0x05DC), Status.NON_IP),  # 802.3 length field
+        (1, eth(b"\x42\x42\x03" + b"\0" * 40, 0x05DC), Status.NON_IP),  # 802.3 + STP LLC
         (1, eth(PKT4)[:13], Status.TRUNCATED),
         (1, eth(PKT4)[:30], Status.TRUNCATED),
         (1, eth(b"", 0x8100), Status.TRUNCATED),
@@ -345,3 +350,20 @@ def test_ip4_helper_matches_column_layout():
     r = dec(eth(ipv4("255.255.255.255", "0.0.0.0", 17, udp(0, 65535))))
     assert r["src_lo"] == 0x0000FFFFFFFFFFFF and r["dst_lo"] == 0x0000FFFF00000000
     assert ip4("0.0.0.0") == b"\0\0\0\0"
+
+
+def test_first_fragment_cut_inside_tcp_options_keeps_ports():
+    seg = tcp(1234, 80, b"", flags=0x02, options=b"\x02\x04\x05\xb4" * 5)  # 40-byte header
+    first = ipv4("10.0.0.1", "10.0.0.2", 6, seg[:24], mf=True)
+    r = dec(eth(first))
+    assert (r["status"], r["sport"], r["dport"], r["tcp_flags"]) == (Status.OK, 1234, 80, 2)
+    assert r["payload_len"] == 0 and r["payload_off"] == 14 + 20 + 24
+    unfragmented = dec(eth(ipv4("10.0.0.1", "10.0.0.2", 6, seg[:24])))
+    assert unfragmented["status"] == Status.MALFORMED
+
+
+def test_pppoe_length_bounds_the_ip_packet():
+    pkt = ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1, 2, b"123456"))
+    session = struct.pack("!BBHHH", 0x11, 0, 1, len(pkt) + 2 - 6, 0x0021)  # 6 bytes short
+    r = dec(eth(session + pkt, 0x8864))
+    assert r["ip_len"] == len(pkt) - 6 and r["payload_len"] == 0

@@ -22,6 +22,7 @@ from flowdet.capture.batch import PacketBatch, Status
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_PPP = 9
+LINKTYPE_FDDI = 10
 LINKTYPE_RAW_12 = 12  # DLT_RAW on most BSDs
 LINKTYPE_RAW_14 = 14  # DLT_RAW on OpenBSD
 LINKTYPE_PPP_SERIAL = 50
@@ -39,6 +40,7 @@ SUPPORTED_LINKTYPES = frozenset(
         LINKTYPE_NULL,
         LINKTYPE_ETHERNET,
         LINKTYPE_PPP,
+        LINKTYPE_FDDI,
         LINKTYPE_RAW_12,
         LINKTYPE_RAW_14,
         LINKTYPE_PPP_SERIAL,
@@ -84,127 +86,161 @@ def _be64(d: np.ndarray, p: int) -> np.uint64:
 
 
 @njit(cache=True)
-def _ethertype_chain(d: np.ndarray, b: int, cap: int, et: int, off: int) -> tuple[int, int, int]:
-    """Follow VLAN tags, MPLS labels and PPPoE to IP. Returns (status, l3 offset, version)."""
-    for _ in range(16):
+def _ethertype_chain(
+    d: np.ndarray, b: int, cap: int, et: int, off: int
+) -> tuple[int, int, int, int]:
+    """Follow VLAN tags, MPLS labels and PPPoE to IP.
+
+    Returns (status, l3 offset, IP version, limit on the IP length or -1 for none).
+    """
+    for _ in range(64):
         if et == 0x0800:
-            return _OK, off, 4
+            return _OK, off, 4, -1
         if et == 0x86DD:
-            return _OK, off, 6
+            return _OK, off, 6, -1
         if et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x9200:
             if off + 4 > cap:
-                return _TRUNC, 0, 0
+                return _TRUNC, 0, 0, -1
             et = _be16(d, b + off + 2)
             off += 4
         elif et == 0x8847 or et == 0x8848:  # MPLS unicast / multicast
             bottom = False
             for _ in range(16):
                 if off + 4 > cap:
-                    return _TRUNC, 0, 0
+                    return _TRUNC, 0, 0, -1
                 bottom = (d[b + off + 2] & 1) == 1
                 off += 4
                 if bottom:
                     break
             if not bottom:
-                return _MALF, 0, 0
+                return _MALF, 0, 0, -1
             if off >= cap:
-                return _TRUNC, 0, 0
+                return _TRUNC, 0, 0, -1
             nib = d[b + off] >> 4
             if nib == 4:
-                return _OK, off, 4
+                return _OK, off, 4, -1
             if nib == 6:
-                return _OK, off, 6
+                return _OK, off, 6, -1
             if nib == 0:  # pseudowire control word, then an Ethernet frame
                 off += 4
                 if off + 14 > cap:
-                    return _TRUNC, 0, 0
+                    return _TRUNC, 0, 0, -1
                 et = _be16(d, b + off + 12)
                 off += 14
             else:
-                return _NON_IP, 0, 0
+                return _NON_IP, 0, 0, -1
+        elif et == 0x88E7:  # 802.1ah backbone I-TAG, then the customer's MAC addresses
+            if off + 18 > cap:
+                return _TRUNC, 0, 0, -1
+            et = _be16(d, b + off + 16)
+            off += 18
+        elif et == 0x8926:  # VN-Tag: 4 bytes of tag, then the next ethertype
+            if off + 6 > cap:
+                return _TRUNC, 0, 0, -1
+            et = _be16(d, b + off + 4)
+            off += 6
+        elif et == 0x8903:  # Cisco FabricPath: 2 bytes FTag/TTL, then the inner frame
+            if off + 16 > cap:
+                return _TRUNC, 0, 0, -1
+            et = _be16(d, b + off + 14)
+            off += 16
+        elif et <= 1500:  # 802.3 length: only LLC/SNAP carries an ethertype on
+            if off + 8 > cap:
+                return _NON_IP, 0, 0, -1
+            if d[b + off] != 0xAA or d[b + off + 1] != 0xAA or d[b + off + 2] != 0x03:
+                return _NON_IP, 0, 0, -1
+            et = _be16(d, b + off + 6)
+            off += 8
+            if et <= 1500:
+                return _NON_IP, 0, 0, -1
         elif et == 0x8864:  # PPPoE session: 6-byte header, then the PPP protocol
             if off + 8 > cap:
-                return _TRUNC, 0, 0
+                return _TRUNC, 0, 0, -1
             proto = _be16(d, b + off + 6)
+            lim = _be16(d, b + off + 4) - 2  # the PPPoE length bounds the IP packet
             off += 8
             if proto == 0x0021:
-                return _OK, off, 4
+                return _OK, off, 4, lim
             if proto == 0x0057:
-                return _OK, off, 6
-            return _NON_IP, 0, 0
+                return _OK, off, 6, lim
+            return _NON_IP, 0, 0, -1
         else:
-            return _NON_IP, 0, 0
-    return _MALF, 0, 0
+            return _NON_IP, 0, 0, -1
+    return _MALF, 0, 0, -1
 
 
 @njit(cache=True)
-def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int]:
+def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int, int]:
     """PPP with optional HDLC address/control and protocol-field compression."""
     if off + 2 <= cap and d[b + off] == 0xFF and d[b + off + 1] == 0x03:
         off += 2
     if off >= cap:
-        return _TRUNC, 0, 0
+        return _TRUNC, 0, 0, -1
     if d[b + off] & 1:
         proto = np.int64(d[b + off])
         off += 1
     else:
         if off + 2 > cap:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         proto = _be16(d, b + off)
         off += 2
     if proto == 0x21:
-        return _OK, off, 4
+        return _OK, off, 4, -1
     if proto == 0x57:
-        return _OK, off, 6
-    return _NON_IP, 0, 0
+        return _OK, off, 6, -1
+    return _NON_IP, 0, 0, -1
 
 
 @njit(cache=True)
-def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int]:
-    """Strip the link layer. Returns (status, l3 offset, IP version or 0 = from the nibble)."""
+def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]:
+    """Strip the link layer: (status, l3 offset, IP version or 0 = from the nibble, limit)."""
     if lt == 1:
         if cap < 14:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         return _ethertype_chain(d, b, cap, _be16(d, b + 12), 14)
+    if lt == 10:  # FDDI: frame control + two addresses, then LLC/SNAP
+        if cap < 13:
+            return _TRUNC, 0, 0, -1
+        return _ethertype_chain(d, b, cap, 0, 13)
     if lt == 113:
         if cap < 16:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         return _ethertype_chain(d, b, cap, _be16(d, b + 14), 16)
     if lt == 276:
         if cap < 20:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         return _ethertype_chain(d, b, cap, _be16(d, b), 20)
     if lt == 101 or lt == 12 or lt == 14:
-        return _OK, 0, 0
+        return _OK, 0, 0, -1
     if lt == 228:
-        return _OK, 0, 4
+        return _OK, 0, 4, -1
     if lt == 229:
-        return _OK, 0, 6
+        return _OK, 0, 6, -1
     if lt == 0 or lt == 108:
         if cap < 4:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         fam = np.int64(d[b]) | (np.int64(d[b + 1]) << 8)
         fam |= (np.int64(d[b + 2]) << 16) | (np.int64(d[b + 3]) << 24)
         if fam > 0xFFFF:  # written in the other byte order
             fam = _be32(d, b)
         if fam == 2:
-            return _OK, 4, 4
+            return _OK, 4, 4, -1
         if fam == 10 or fam == 24 or fam == 28 or fam == 30:
-            return _OK, 4, 6
-        return _NON_IP, 0, 0
+            return _OK, 4, 6, -1
+        return _NON_IP, 0, 0, -1
     if lt == 9 or lt == 50 or lt == 104:
         if cap >= 2 and (d[b] == 0x0F or d[b] == 0x8F) and d[b + 1] == 0x00:  # Cisco HDLC
             if cap < 4:
-                return _TRUNC, 0, 0
+                return _TRUNC, 0, 0, -1
             return _ethertype_chain(d, b, cap, _be16(d, b + 2), 4)
         if lt == 104:
-            return _NON_IP, 0, 0
+            return _NON_IP, 0, 0, -1
         return _ppp(d, b, cap, 0)
     if lt == 51:
         if cap < 6:
-            return _TRUNC, 0, 0
+            return _TRUNC, 0, 0, -1
         return _ppp(d, b, cap, 6)
-    return _UNSUP, 0, 0
+    return _UNSUP, 0, 0, -1
 
 
 @njit(cache=True)
@@ -244,7 +280,7 @@ def decode_kernel(
         wire = np.int64(wirelen[i])
         if wire < cap:
             wire = cap
-        st, l3, ver = _link(d, b, cap, np.int64(linktype[i]))
+        st, l3, ver, lim = _link(d, b, cap, np.int64(linktype[i]))
         if st != _OK:
             status[i] = st
             continue
@@ -258,6 +294,8 @@ def decode_kernel(
             status[i] = _MALF
             continue
         avail = wire - l3  # bytes of the IP packet that were on the wire
+        if 0 <= lim < avail:
+            avail = lim
         s_hi = np.uint64(0)
         s_lo = np.uint64(0)
         t_hi = np.uint64(0)
@@ -383,6 +421,8 @@ def decode_kernel(
                 st = _TRUNC
             else:
                 doff = (np.int64(d[b + p + 12]) >> 4) * 4
+                if doff > l4len and mf and l4len >= 20:
+                    doff = l4len  # first fragment cut inside the TCP options: ports are here
                 if doff < 20 or doff > l4len:
                     st = _MALF
                 else:
