@@ -4,8 +4,9 @@ The ID lets an analyst pivot from a flowdet record to the same flow in Zeek, Sur
 Wireshark or Arkime by string comparison. Hash input, all big-endian: seed (2 bytes),
 the smaller endpoint's address (4 bytes for IPv4, 16 for IPv6), the other address,
 protocol (1 byte), a zero byte, then for TCP/UDP/SCTP/ICMP/ICMPv6 the two ports in the same
-endpoint order. ICMP type/code map to "ports" as in Zeek (see flowdet.flows.keys), and
-one-way ICMP messages are never reordered. Output: "1:" + base64(sha1(input)).
+endpoint order. ICMP type/code map to "ports" as in Zeek (the COUNTERPART tables below,
+which flow keys share), and one-way ICMP messages are never reordered.
+Output: "1:" + base64(sha1(input)).
 """
 
 from __future__ import annotations
@@ -15,9 +16,32 @@ import hashlib
 import ipaddress
 import struct
 
-from flowdet.flows.keys import icmp_ports
-
 _PORT_PROTOS = frozenset((1, 6, 17, 58, 132))
+
+# Type -> counterpart type; types not listed are one-way (key = type, code; never swapped).
+ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 17: 18, 18: 17}
+ICMP6_COUNTERPART = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
+
+
+def icmp_ports(proto: int, icmp_type: int, code: int) -> tuple[int, int, bool]:
+    """Scalar form: (sport, dport, one_way) for an ICMP (proto 1) / ICMPv6 (58) message."""
+    table = ICMP4_COUNTERPART if proto == 1 else ICMP6_COUNTERPART
+    if icmp_type in table:
+        return icmp_type, table[icmp_type], False
+    return icmp_type, code, True
 
 
 def _hash(seed: int, a: bytes, b: bytes, proto: int, pa: int | None, pb: int | None) -> str:

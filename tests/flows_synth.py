@@ -140,3 +140,66 @@ def tcp_session(
     t += gap
     out.append(P(t, cli, cport, srv, sport, flags="A"))
     return out
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def frame(p: P) -> bytes:
+    """A real Ethernet frame for `p` (valid IPv4 header checksum), for test-made captures."""
+    import struct
+
+    pay = p.payload_bytes
+    v6 = ":" in p.src
+    if p.status == Status.FRAGMENT:
+        l4 = pay
+    elif p.proto == 6:
+        l4 = (
+            struct.pack("!HHIIBBHHH", p.sport, p.dport, p.seq, 0, 5 << 4, p.flag_bits, 65535, 0, 0)
+            + pay
+        )
+    elif p.proto == 17:
+        l4 = struct.pack("!HHHH", p.sport, p.dport, 8 + len(pay), 0) + pay
+    elif p.proto in (1, 58):
+        l4 = struct.pack("!BBHI", p.sport, p.dport, 0, 0x12340001) + pay
+    else:
+        l4 = pay
+    l4 = l4 + bytes(p.extra_len)
+    src = ipaddress.ip_address(p.src).packed
+    dst = ipaddress.ip_address(p.dst).packed
+    if v6:
+        if p.status == Status.FRAGMENT or p.more_frags:
+            fh = struct.pack("!BBHI", p.proto, 0, (p.frag_off << 3) | int(p.more_frags), p.ip_id)
+            ip = struct.pack("!IHBB", 6 << 28, len(fh) + len(l4), 44, 64) + src + dst + fh
+        else:
+            ip = struct.pack("!IHBB", 6 << 28, len(l4), p.proto, 64) + src + dst
+        et = 0x86DD
+    else:
+        fl = (p.frag_off & 0x1FFF) | (0x2000 if p.more_frags else 0)
+        hdr = (
+            struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), p.ip_id & 0xFFFF, fl, 64, p.proto, 0)
+            + src
+            + dst
+        )
+        ip = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        et = 0x0800
+    return b"\x02\0\0\0\0\x02" + b"\x02\0\0\0\0\x01" + struct.pack("!H", et) + ip + l4
+
+
+def write_pcap(path, pkts: list[P]) -> None:
+    """Classic pcap, microsecond timestamps, Ethernet link type."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for p in pkts:
+            fr = frame(p)
+            us = round(p.t * 1_000_000)
+            f.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(fr), len(fr)))
+            f.write(fr)

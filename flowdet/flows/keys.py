@@ -13,23 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowdet.capture.batch import PacketBatch
-
-# Type -> counterpart type; types not listed are one-way (key = type, code; never swapped).
-ICMP4_COUNTERPART = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 17: 18, 18: 17}
-ICMP6_COUNTERPART = {
-    128: 129,
-    129: 128,
-    133: 134,
-    134: 133,
-    135: 136,
-    136: 135,
-    130: 131,
-    131: 130,
-    139: 140,
-    140: 139,
-    144: 145,
-    145: 144,
-}
+from flowdet.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART
 
 
 def _table(mapping: dict[int, int]) -> np.ndarray:
@@ -41,14 +25,6 @@ def _table(mapping: dict[int, int]) -> np.ndarray:
 
 _ICMP4 = _table(ICMP4_COUNTERPART)
 _ICMP6 = _table(ICMP6_COUNTERPART)
-
-
-def icmp_ports(proto: int, icmp_type: int, code: int) -> tuple[int, int, bool]:
-    """Scalar form: (sport, dport, one_way) for an ICMP (proto 1) / ICMPv6 (58) message."""
-    table = ICMP4_COUNTERPART if proto == 1 else ICMP6_COUNTERPART
-    if icmp_type in table:
-        return icmp_type, table[icmp_type], False
-    return icmp_type, code, True
 
 
 def canonical_keys(b: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
