@@ -195,7 +195,7 @@ MACS: dict[str, int] = {
 
 def _mac_info(mac: str | None) -> tuple[int, bool] | None:
     if mac is None:
-        return 0, False
+        return None  # unknown (e.g. the MAC lists were cut off); "none" means no MAC
     if mac.endswith("-etm@openssh.com"):
         base = mac.removesuffix("-etm@openssh.com")
         length = MACS.get(base, MACS.get(base + "@openssh.com"))
@@ -213,7 +213,8 @@ def channel_data_wire_size(cipher: str, mac: str | None, data_len: int) -> int |
     at least 4 bytes and makes the encrypted part a multiple of the cipher block size (at
     least 8). With an AEAD cipher or an encrypt-then-MAC MAC the 4-byte length field is not
     part of the encrypted part, so it is left out of the multiple. The MAC (or AEAD tag)
-    follows. None for a cipher or MAC this table does not know.
+    follows. `mac` is ignored for AEAD ciphers; pass "none" for no MAC, None if unknown.
+    None for a cipher or MAC this table does not know.
     """
     spec = CIPHERS.get(cipher)
     if spec is None or data_len < 0:
