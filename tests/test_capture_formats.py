@@ -188,17 +188,26 @@ def test_binary_file_object_source():
     assert cols["sport"].tolist() == [10000 + i for i in range(5)]
 
 
-def test_large_capture_spans_buffer_refills(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_records_larger_than_the_buffer_and_many_refills(tmp_path, monkeypatch, fmt):
     from flowdet.capture import reader
 
-    monkeypatch.setattr(reader, "BUFFER_BYTES", (16 << 20) + (1 << 19))
-    big_payload = b"B" * 60000
-    frames = [eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(i, 9, big_payload))) for i in range(400)]
-    path = write(tmp_path, "big.pcap", pcap([(i, f) for i, f in enumerate(frames)]))
-    cols, st = read_all(path)
-    assert cols["sport"].tolist() == list(range(400))
-    assert st.complete and st.records == 400
-    assert st.stream_bytes == path.stat().st_size
+    monkeypatch.setattr(reader, "BUFFER_BYTES", 50_000)  # smaller than some records below
+    sizes = [60000 if i % 7 == 0 else 100 + i for i in range(300)]
+    frames = [
+        eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(i, 9, b"B" * n))) for i, n in enumerate(sizes)
+    ]
+    if fmt == "pcap":
+        raw = pcap([(i, f) for i, f in enumerate(frames)])
+    else:
+        raw = shb() + idb(1) + b"".join(epb(0, i, f) for i, f in enumerate(frames))
+    path = write(tmp_path, "big." + fmt, raw)
+    with open_capture(path) as r:
+        rows = [(int(b.sport[i]), int(b.payload_len[i])) for b in r for i in range(len(b))]
+        assert r.stats.batches > 10
+    assert rows == list(enumerate(sizes))
+    assert r.stats.complete and r.stats.records == 300
+    assert r.stats.stream_bytes == path.stat().st_size
 
 
 def test_ipv4_address_columns_roundtrip(tmp_path):

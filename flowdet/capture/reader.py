@@ -26,10 +26,12 @@ from flowdet.capture.decode import SUPPORTED_LINKTYPES, decode_into
 from flowdet.capture.stream import ByteSource
 from flowdet.errors import CaptureError
 
-# Bytes kept in the read buffer: one refill reads up to this much. It must exceed the largest
-# block the walker accepts (walk.MAX_BLOCK) so a complete block always fits after compaction.
-BUFFER_BYTES = 32 * 1024 * 1024
-assert BUFFER_BYTES > walk.MAX_BLOCK + walk.MAX_CAPLEN
+# Bytes kept in the read buffer: one refill reads up to this much, and a batch holds at most
+# this many bytes of records. Large enough to amortise system calls and per-batch work, small
+# enough to keep the reader's memory flat. The buffer doubles (up to MAX_BUFFER_BYTES) only when
+# a single record or block does not fit.
+BUFFER_BYTES = 8 * 1024 * 1024
+MAX_BUFFER_BYTES = walk.MAX_BLOCK + (1 << 16)
 
 _PCAP_MAGICS = {
     # first four bytes -> (big-endian, nanosecond, record header length, name)
@@ -94,7 +96,7 @@ class CaptureReader:
         self.name = self._src.name
         self.stats = ReadStats(source=self.name)
         self._max_n = batch_packets
-        self._buf = np.empty(BUFFER_BYTES, dtype=np.uint8)
+        self._buf = np.empty(min(BUFFER_BYTES, MAX_BUFFER_BYTES), dtype=np.uint8)
         self._start = 0
         self._end = 0
         self._base = 0  # stream offset of self._buf[0]
@@ -116,9 +118,16 @@ class CaptureReader:
             self._buf[:rem] = self._buf[self._start : self._end]
             self._base += self._start
             self._start, self._end = 0, rem
+        size = self._buf.shape[0]
+        if self._end == size and size < MAX_BUFFER_BYTES:
+            # One record/block larger than the buffer: the walker accepted its length, so grow.
+            grown = np.empty(min(2 * size, MAX_BUFFER_BYTES), dtype=np.uint8)
+            grown[: self._end] = self._buf[: self._end]
+            self._buf = grown
+            size = grown.shape[0]
         mv = memoryview(self._buf)
         total = 0
-        while self._end < BUFFER_BYTES:
+        while self._end < size:
             got = self._src.readinto(mv[self._end :])
             if got == 0:
                 self._eof = True
