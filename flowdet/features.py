@@ -1,0 +1,423 @@
+"""Flow records + payload evidence -> the feature matrix, with one documented list of names.
+
+Training and scoring both call `featurize`; the model refuses to load when its feature list
+differs from `FEATURE_NAMES`, so a column can never silently change meaning. Everything here
+is a pure function of a `FlowRecord` and its `SignatureResult`, and uses only what a prefix of
+a flow already shows, so checkpoint snapshots (flows still open) get the same columns as
+finished flows and the model can decide early.
+
+What the columns capture, and why (see docs/ANCHORS.md for the peers these ideas come from):
+
+- volume and balance per direction (upload/download share, payload packets, mean message);
+  mining is small-message, low-rate and long, tunnels carry whole other sessions;
+- message periodicity per direction (payload inter-arrival mean, std, coefficient of
+  variation, over the whole record and over the first/last 32 packets): pools push jobs on a
+  timer, miners submit shares as a Poisson process (Nemea miner_detector, XMR-Ray);
+- payload size distributions (log2 histograms, modal sizes in the first/last 32 packets);
+- who speaks first after an idle gap (bursts_toserver / bursts_toclient): in a reverse tunnel
+  the responder starts the conversations;
+- bare-ACK direction (JA4SSH): in a reverse shell the bare ACKs come from the server side;
+- SSH keystrokes: the exact TCP payload size of a one-byte keystroke, single and wrapped in
+  a second SSH layer (reverse_ssh.bro), computed from the negotiated cipher and MAC with
+  flowdet.signatures.ssh's packet arithmetic, and which side sends them first;
+- the shape of the first payload packets (signed sizes), which shows the Stratum V2 Noise
+  handshake, the SSH post-authentication `-R` global request and the like;
+- the payload signatures' own feature vector (`SIGNATURE_FEATURES`).
+
+No addresses and no port numbers: a model that learns the lab's ports would fail on the
+first pool that listens elsewhere (real pools use 25, 80, 443, 3333, 14444, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from flowdet.flows.record import FlowBlock, FlowRecord
+from flowdet.signatures import SIGNATURE_FEATURES, SignatureResult, inspect
+from flowdet.signatures import ssh as sshsig
+
+DIRS = ("toserver", "toclient")
+SEQ_N = 32
+N_EARLY = 8  # signed sizes of the first payload packets
+HIST_BINS = 12
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+# OpenSSH's default cipher: the keystroke sizes assumed when the KEXINIT lists were cut short.
+DEFAULT_SSH_ALGS: tuple[str, str | None] = ("chacha20-poly1305@openssh.com", None)
+
+
+def _record_names() -> list[str]:
+    names = ["is_tcp", "is_udp", "is_icmp", "log_duration"]
+    for d in DIRS:
+        names += [
+            f"log_pkts_{d}",
+            f"log_payload_bytes_{d}",
+            f"log_payload_pkts_{d}",
+            f"payload_mean_{d}",  # payload bytes per payload packet
+            f"size_mean_{d}",
+            f"size_std_{d}",
+            f"bare_ack_share_{d}",  # bare ACKs / packets of that side
+            f"psh_share_{d}",
+            f"payload_rate_{d}",  # payload packets per minute
+            f"log_piat_mean_{d}",
+            f"log_piat_min_{d}",
+            f"log_piat_max_{d}",
+            f"piat_cv_{d}",  # std / mean of the gaps between payload packets: periodicity
+            f"log_bursts_{d}",
+        ]
+        names += [f"hist_{d}_{k}" for k in range(HIST_BINS)]
+        names += [f"hist_mode_{d}"]
+    names += [
+        "upload_byte_share",  # toserver payload bytes / all payload bytes
+        "upload_pkt_share",
+        "bare_ack_toclient_share",  # which side sends the bare ACKs (JA4SSH)
+        "bursts_toclient_share",  # which side speaks first after idle gaps
+        "log_idle_gaps",
+        "log_max_gap",
+        "iat_cv",
+        "rst_seen",
+    ]
+    return names
+
+
+def _seq_names(win: str) -> list[str]:
+    names = [f"{win}_n", f"{win}_payload_share", f"{win}_alternation"]
+    for d in DIRS:
+        names += [
+            f"{win}_payload_share_{d}",
+            f"{win}_mode_len_{d}",
+            f"{win}_mode_frac_{d}",
+            f"{win}_mean_len_{d}",
+            f"{win}_log_piat_mean_{d}",
+            f"{win}_piat_cv_{d}",
+            f"{win}_bare_acks_{d}",
+            f"{win}_ks1_frac_{d}",  # share of that side's payload packets of keystroke size
+            f"{win}_ks2_frac_{d}",  # ... of keystroke size inside a second SSH layer
+            f"{win}_big_after_idle_{d}",  # >= 800-byte payload right after a >= 1 s silence
+        ]
+    names += [
+        f"{win}_ks2_pairs_sc",  # toclient then toserver nested keystroke pairs (reverse shell)
+        f"{win}_ks2_pairs_cs",  # toserver then toclient nested keystroke pairs (forward)
+        f"{win}_ks1_pairs_sc",
+        f"{win}_ks1_pairs_cs",
+    ]
+    return names
+
+
+def _early_names() -> list[str]:
+    return ["first_payload_toclient"] + [f"early_size_{i}" for i in range(N_EARLY)]
+
+
+def _ssh_names() -> list[str]:
+    return ["ssh_ks1_size", "ssh_ks2_size", "ssh_algs_known"]
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    _record_names()
+    + _seq_names("first")
+    + _seq_names("last")
+    + _early_names()
+    + _ssh_names()
+    + list(SIGNATURE_FEATURES)
+)
+_N_OWN = len(FEATURE_NAMES) - len(SIGNATURE_FEATURES)
+
+
+# -- small numeric helpers ---------------------------------------------------------------------
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+
+
+def _log(a: np.ndarray) -> np.ndarray:
+    return np.log1p(np.maximum(np.asarray(a, dtype=np.float64), 0.0))
+
+
+def _col(records: Sequence[FlowRecord], name: str, dtype: type = np.float64) -> np.ndarray:
+    return np.fromiter((getattr(r, name) for r in records), dtype=dtype, count=len(records))
+
+
+# -- SSH keystroke arithmetic ------------------------------------------------------------------
+def negotiated_algorithms(sig: SignatureResult) -> tuple[str, str | None] | None:
+    """(cipher, mac) the SSH client and server agreed on, from the signature evidence."""
+    for ev in sig.evidence:
+        if ev.family == "ssh" and ev.name == "negotiated":
+            cipher = str(ev.detail.get("cipher_c2s", ""))
+            mac = str(ev.detail.get("mac_c2s", "")) or None
+            if cipher:
+                return cipher, mac
+    return None
+
+
+def keystroke_sizes(algs: tuple[str, str | None]) -> tuple[int, int]:
+    """Wire sizes of a one-byte keystroke: plain, and inside a second SSH layer.
+
+    The inner session is assumed to use the same algorithms as the outer one (both ends are
+    usually the same OpenSSH), as reverse_ssh.bro assumes. 0 when the table does not know
+    the cipher or MAC.
+    """
+    cipher, mac = algs
+    single = sshsig.channel_data_wire_size(cipher, mac if mac else "none", 1)
+    nested = sshsig.nested_keystroke_size((cipher, mac or "none"), (cipher, mac or "none"))
+    return int(single or 0), int(nested or 0)
+
+
+def ssh_keystroke_columns(sigs: Sequence[SignatureResult]) -> np.ndarray:
+    """Per flow: (single keystroke size, nested keystroke size, algorithms known); zeros for
+    flows without an SSH banner. Unknown algorithms fall back to OpenSSH's default cipher."""
+    out = np.zeros((len(sigs), 3), dtype=np.float64)
+    banner = SIGNATURE_FEATURES.index("sig_ssh_banner")
+    for i, sig in enumerate(sigs):
+        if sig.features[banner] <= 0:
+            continue
+        algs = negotiated_algorithms(sig)
+        known = algs is not None
+        s1, s2 = keystroke_sizes(algs) if known else (0, 0)
+        if not s1:
+            s1, s2 = keystroke_sizes(DEFAULT_SSH_ALGS)
+            known = False
+        out[i] = (s1, s2, float(known))
+    return out
+
+
+# -- packet sequences --------------------------------------------------------------------------
+def pad_sequences(seqs: Sequence[dict[str, list]]) -> tuple[np.ndarray, ...]:
+    """first_pkts/last_pkts dicts -> (valid, dir, len, iat, flags) arrays of shape (n, 32)."""
+    n = len(seqs)
+    valid = np.zeros((n, SEQ_N), bool)
+    d = np.zeros((n, SEQ_N), np.int64)
+    ln = np.zeros((n, SEQ_N), np.int64)
+    iat = np.zeros((n, SEQ_N), np.float64)
+    fl = np.zeros((n, SEQ_N), np.int64)
+    for i, s in enumerate(seqs):
+        k = min(len(s["len"]), SEQ_N)
+        if not k:
+            continue
+        valid[i, :k] = True
+        d[i, :k] = s["dir"][:k]
+        ln[i, :k] = s["len"][:k]
+        iat[i, :k] = s["iat"][:k]
+        fl[i, :k] = s["flags"][:k]
+    return valid, d, ln, iat, fl
+
+
+def _prev_index(mask: np.ndarray) -> np.ndarray:
+    """For each position, the index of the previous True position in its row (-1 if none)."""
+    n, m = mask.shape
+    idx = np.where(mask, np.arange(m)[None, :], -1)
+    last = np.maximum.accumulate(idx, axis=1)
+    return np.concatenate([np.full((n, 1), -1), last[:, :-1]], axis=1)
+
+
+def _gap_stats(t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and coefficient of variation of the gaps between consecutive masked packets."""
+    prev = _prev_index(mask)
+    ok = mask & (prev >= 0)
+    tp = np.take_along_axis(t, np.maximum(prev, 0), axis=1)
+    gaps = np.where(ok, t - tp, 0.0)
+    cnt = ok.sum(axis=1)
+    mean = _div(gaps.sum(axis=1), cnt)
+    var = _div((np.where(ok, gaps - mean[:, None], 0.0) ** 2).sum(axis=1), cnt)
+    return mean, _div(np.sqrt(var), mean)
+
+
+def _mode(ln: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most frequent length among masked packets (ties: the smallest) and its share."""
+    eq = (ln[:, :, None] == ln[:, None, :]) & mask[:, None, :] & mask[:, :, None]
+    counts = eq.sum(axis=2)
+    # prefer higher count, then smaller length
+    key = counts * 100_000 - np.minimum(ln, 99_999)
+    key = np.where(mask, key, -(10**9))
+    j = key.argmax(axis=1)
+    rows = np.arange(ln.shape[0])
+    total = mask.sum(axis=1)
+    has = total > 0
+    return np.where(has, ln[rows, j], 0).astype(np.float64), _div(counts[rows, j], total)
+
+
+def sequence_features(seq: tuple[np.ndarray, ...], ks: np.ndarray) -> np.ndarray:
+    """Columns of `_seq_names` for one window of up to 32 packets per flow.
+
+    `ks` holds each flow's single and nested keystroke sizes (0 = not SSH).
+    """
+    valid, d, ln, iat, fl = seq
+    n = valid.shape[0]
+    t = np.cumsum(np.where(valid, iat, 0.0), axis=1)
+    pay = valid & (ln > 0)
+    cnt = valid.sum(axis=1)
+    npay = pay.sum(axis=1)
+    prev_any = _prev_index(pay)
+    ok = pay & (prev_any >= 0)
+    dprev = np.take_along_axis(d, np.maximum(prev_any, 0), axis=1)
+    lprev = np.take_along_axis(ln, np.maximum(prev_any, 0), axis=1)
+    tprev = np.take_along_axis(t, np.maximum(prev_any, 0), axis=1)
+    cols: list[np.ndarray] = [
+        cnt.astype(np.float64),
+        _div(npay, cnt),
+        _div((ok & (d != dprev)).sum(axis=1), ok.sum(axis=1)),
+    ]
+    bare = valid & (ln == 0) & ((fl & TCP_ACK) != 0) & ((fl & (TCP_SYN | TCP_FIN | TCP_RST)) == 0)
+    # gap before each payload packet, from the previous packet of either side
+    prev_pkt_t = np.concatenate([np.zeros((n, 1)), t[:, :-1]], axis=1)
+    after_idle = valid & (t - prev_pkt_t >= 1.0) & (np.arange(SEQ_N)[None, :] > 0)
+    ks1 = ks[:, 0:1]
+    ks2 = ks[:, 1:2]
+    is1 = pay & (ln == ks1) & (ks1 > 0)
+    is2 = pay & (ln == ks2) & (ks2 > 0)
+    for side in (0, 1):
+        m = pay & (d == side)
+        nm = m.sum(axis=1)
+        mode_len, mode_frac = _mode(ln, m)
+        gap_mean, gap_cv = _gap_stats(t, m)
+        cols += [
+            _div(nm, npay),
+            mode_len,
+            mode_frac,
+            _div(np.where(m, ln, 0).sum(axis=1), nm),
+            _log(gap_mean),
+            gap_cv,
+            (bare & (d == side)).sum(axis=1).astype(np.float64),
+            _div((is1 & (d == side)).sum(axis=1), nm),
+            _div((is2 & (d == side)).sum(axis=1), nm),
+            (m & after_idle & (ln >= 800)).sum(axis=1).astype(np.float64),
+        ]
+    prev_is2 = np.take_along_axis(is2, np.maximum(prev_any, 0), axis=1) & ok
+    prev_is1 = np.take_along_axis(is1, np.maximum(prev_any, 0), axis=1) & ok
+    close = (t - tprev) < 2.0  # an echo follows its keystroke within a round trip or two
+    del lprev
+    cols += [
+        (is2 & prev_is2 & (dprev == 1) & (d == 0) & close).sum(axis=1).astype(np.float64),
+        (is2 & prev_is2 & (dprev == 0) & (d == 1) & close).sum(axis=1).astype(np.float64),
+        (is1 & prev_is1 & (dprev == 1) & (d == 0) & close).sum(axis=1).astype(np.float64),
+        (is1 & prev_is1 & (dprev == 0) & (d == 1) & close).sum(axis=1).astype(np.float64),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def early_features(seq: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Who sent the first payload, and the signed sizes (+ toserver, - toclient) of the first
+    payload packets: the handshake shape of the protocol inside."""
+    valid, d, ln, _, _ = seq
+    n = valid.shape[0]
+    pay = valid & (ln > 0)
+    out = np.zeros((n, 1 + N_EARLY))
+    order = np.argsort(~pay, axis=1, kind="stable")  # payload packets first, in order
+    dd = np.take_along_axis(d, order, axis=1)[:, :N_EARLY]
+    ll = np.take_along_axis(ln, order, axis=1)[:, :N_EARLY]
+    pp = np.take_along_axis(pay, order, axis=1)[:, :N_EARLY]
+    out[:, 0] = np.where(pay.any(axis=1), dd[:, 0], -1)
+    out[:, 1:] = np.where(pp, np.where(dd == 0, ll, -ll), 0)
+    return out
+
+
+# -- whole-record statistics -------------------------------------------------------------------
+def record_features(records: Sequence[FlowRecord]) -> np.ndarray:
+    """Columns of `_record_names` from the records' accumulated counters."""
+    proto = _col(records, "proto_num", np.int64)
+    dur = _col(records, "duration")
+    cols: list[np.ndarray] = [
+        (proto == 6).astype(np.float64),
+        (proto == 17).astype(np.float64),
+        ((proto == 1) | (proto == 58)).astype(np.float64),
+        _log(dur),
+    ]
+    per: dict[str, dict[str, np.ndarray]] = {}
+    for d in DIRS:
+        c = {
+            k: _col(records, f"{k}_{d}")
+            for k in (
+                "pkts",
+                "payload_bytes",
+                "payload_pkts",
+                "bare_acks",
+                "psh",
+                "size_mean",
+                "size_std",
+                "piat_mean",
+                "piat_std",
+                "piat_min",
+                "piat_max",
+                "bursts",
+            )
+        }
+        per[d] = c
+        hist = np.array([getattr(r, f"payload_hist_{d}") for r in records], dtype=np.float64)
+        hist = hist.reshape(len(records), HIST_BINS)
+        hsum = hist.sum(axis=1, keepdims=True)
+        cols += [
+            _log(c["pkts"]),
+            _log(c["payload_bytes"]),
+            _log(c["payload_pkts"]),
+            _div(c["payload_bytes"], c["payload_pkts"]),
+            c["size_mean"],
+            c["size_std"],
+            _div(c["bare_acks"], c["pkts"]),
+            _div(c["psh"], c["pkts"]),
+            _div(c["payload_pkts"] * 60.0, dur),
+            _log(c["piat_mean"]),
+            _log(c["piat_min"]),
+            _log(c["piat_max"]),
+            _div(c["piat_std"], c["piat_mean"]),
+            _log(c["bursts"]),
+        ]
+        cols += list((_div(hist, hsum)).T)
+        cols.append(np.where(hsum[:, 0] > 0, hist.argmax(axis=1), -1).astype(np.float64))
+    s, c = per["toserver"], per["toclient"]
+    cols += [
+        _div(s["payload_bytes"], s["payload_bytes"] + c["payload_bytes"]),
+        _div(s["payload_pkts"], s["payload_pkts"] + c["payload_pkts"]),
+        _div(c["bare_acks"], s["bare_acks"] + c["bare_acks"]),
+        _div(c["bursts"], s["bursts"] + c["bursts"]),
+        _log(_col(records, "idle_gaps")),
+        _log(_col(records, "max_gap")),
+        _div(_col(records, "iat_std"), _col(records, "iat_mean")),
+        ((_col(records, "rst_toserver") + _col(records, "rst_toclient")) > 0).astype(np.float64),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def signatures_of(records: Sequence[FlowRecord]) -> list[SignatureResult]:
+    """The payload evidence of each record (one recognizer pass per record)."""
+    return [inspect(r.payload_toserver, r.payload_toclient) for r in records]
+
+
+def featurize(
+    records: Sequence[FlowRecord] | FlowBlock,
+    signatures: Sequence[SignatureResult] | None = None,
+) -> tuple[np.ndarray, list[SignatureResult]]:
+    """Feature matrix (n x len(FEATURE_NAMES), float32) and each record's SignatureResult.
+
+    Pass `signatures` when they are already computed for these records (same order).
+    """
+    if isinstance(records, FlowBlock):
+        records = records.records()
+    n = len(records)
+    sigs = list(signatures) if signatures is not None else signatures_of(records)
+    if len(sigs) != n:
+        raise ValueError(f"{len(sigs)} signature results for {n} records")
+    X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
+        return X, sigs
+    ssh = ssh_keystroke_columns(sigs)
+    ks = ssh[:, :2]
+    first = pad_sequences([r.first_pkts for r in records])
+    last = pad_sequences([r.last_pkts for r in records])
+    parts = [
+        record_features(records),
+        sequence_features(first, ks),
+        sequence_features(last, ks),
+        early_features(first),
+        ssh,
+    ]
+    own = np.concatenate(parts, axis=1)
+    assert own.shape[1] == _N_OWN, (own.shape, _N_OWN)
+    X[:, :_N_OWN] = np.nan_to_num(own, nan=0.0, posinf=0.0, neginf=0.0)
+    X[:, _N_OWN:] = np.stack([s.features for s in sigs]) if sigs else 0.0
+    return X, sigs
+
+
+def feature_table_markdown() -> str:
+    """The feature list for the docs, in column order."""
+    return "\n".join(f"{i}. `{name}`" for i, name in enumerate(FEATURE_NAMES))

@@ -1,0 +1,188 @@
+"""The fitted detector: a scikit-learn estimator, its feature list, thresholds and model card.
+
+A model file is a joblib bundle (estimator + card); the same card is written beside it as
+`<name>.card.json` so a person can read what a model was trained on without unpickling it.
+`Detector.load` refuses, with a one-line `ModelError`, a file that is missing, corrupt, of
+another bundle format, or whose feature list differs from `flowdet.features.FEATURE_NAMES`
+(a column that changed meaning would silently give wrong verdicts).
+
+Decision rule (shared with flowdet.score through `Detector.decide`): a flow gets the
+non-benign class with the highest probability among those at or above their threshold
+(`card["thresholds"]`), otherwise `benign`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowdet.errors import ModelError
+from flowdet.features import FEATURE_NAMES
+
+BUNDLE_FORMAT = 1
+CLASSES: tuple[str, ...] = ("benign", "mining", "ssh-tunnel")
+BENIGN = "benign"
+DEFAULT_THRESHOLDS: dict[str, float] = {"mining": 0.5, "ssh-tunnel": 0.5}
+
+# The shipped model lives inside the package, so editable installs and wheels find it alike.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default.joblib"
+
+
+def card_path(path: str | os.PathLike[str]) -> Path:
+    """models/NAME.joblib -> models/NAME.card.json."""
+    p = Path(path)
+    stem = p.name[: -len(".joblib")] if p.name.endswith(".joblib") else p.name
+    return p.with_name(stem + ".card.json")
+
+
+@dataclass
+class Detector:
+    """A fitted model bundle: `predict_proba` columns follow `classes`."""
+
+    estimator: Any
+    classes: tuple[str, ...]
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-class probability thresholds of the decision rule (non-benign classes)."""
+        th = dict(DEFAULT_THRESHOLDS)
+        th.update({k: float(v) for k, v in self.card.get("thresholds", {}).items()})
+        return {k: v for k, v in th.items() if k in self.classes and k != BENIGN}
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, one column per `classes` entry (order fixed by the bundle)."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ModelError(
+                f"feature matrix has shape {X.shape}, the model expects "
+                f"{len(self.feature_names)} columns"
+            )
+        if X.shape[0] == 0:
+            return np.zeros((0, len(self.classes)))
+        proba = self.estimator.predict_proba(X)
+        est_classes = [str(c) for c in self.estimator.classes_]
+        if est_classes == list(self.classes):
+            return proba
+        out = np.zeros((X.shape[0], len(self.classes)))
+        for j, c in enumerate(est_classes):
+            out[:, self.classes.index(c)] = proba[:, j]
+        return out
+
+    def decide(
+        self, proba: np.ndarray, thresholds: Mapping[str, float] | None = None
+    ) -> np.ndarray:
+        """Labels (array of str) from probabilities with the per-class thresholds."""
+        th = dict(self.thresholds if thresholds is None else thresholds)
+        return decide(proba, self.classes, th)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.decide(self.predict_proba(X))
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the joblib bundle and the JSON card beside it."""
+        import joblib
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        card = dict(self.card)
+        card["classes"] = list(self.classes)
+        card["feature_names"] = list(self.feature_names)
+        card.setdefault("thresholds", self.thresholds)
+        self.card = card
+        bundle = {
+            "format": BUNDLE_FORMAT,
+            "estimator": self.estimator,
+            "classes": list(self.classes),
+            "feature_names": list(self.feature_names),
+            "card": card,
+        }
+        tmp = p.with_name(p.name + ".tmp")
+        joblib.dump(bundle, tmp, compress=3)
+        os.replace(tmp, p)
+        card_path(p).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Detector:
+        """Load a bundle (None: the shipped default model); ModelError if unusable."""
+        import joblib
+
+        p = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        if not p.is_file():
+            what = "default model" if path is None else "model"
+            raise ModelError(f"{what} {p} not found")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # sklearn's version warning: checked below
+                bundle = joblib.load(p)
+        except Exception as exc:
+            raise ModelError(
+                f"{p}: not a readable flowdet model ({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
+        if not isinstance(bundle, dict) or "estimator" not in bundle:
+            raise ModelError(f"{p}: not a flowdet model bundle")
+        if bundle.get("format") != BUNDLE_FORMAT:
+            raise ModelError(
+                f"{p}: model bundle format {bundle.get('format')!r}, this flowdet reads "
+                f"format {BUNDLE_FORMAT}: retrain it with `flowdet train`"
+            )
+        names = tuple(bundle.get("feature_names") or ())
+        if names != FEATURE_NAMES:
+            diff = _feature_diff(names, FEATURE_NAMES)
+            raise ModelError(
+                f"{p}: the model's feature list does not match this flowdet ({diff}): "
+                "retrain it with `flowdet train`"
+            )
+        classes = tuple(str(c) for c in bundle.get("classes") or ())
+        est = bundle["estimator"]
+        if not hasattr(est, "predict_proba") or not classes:
+            raise ModelError(f"{p}: model bundle has no usable estimator")
+        if {str(c) for c in getattr(est, "classes_", ())} - set(classes):
+            raise ModelError(f"{p}: estimator classes do not match the bundle's classes")
+        return cls(est, classes, names, dict(bundle.get("card") or {}))
+
+
+def decide(
+    proba: np.ndarray, classes: tuple[str, ...], thresholds: Mapping[str, float]
+) -> np.ndarray:
+    """The decision rule: best non-benign class at or above its threshold, else benign."""
+    proba = np.asarray(proba, dtype=np.float64)
+    n = proba.shape[0]
+    score = np.full(n, -1.0)
+    label = np.full(n, BENIGN if BENIGN in classes else classes[0], dtype=object)
+    for j, c in enumerate(classes):
+        if c == BENIGN:
+            continue
+        th = float(thresholds.get(c, 0.5))
+        p = proba[:, j]
+        better = (p >= th) & (p > score)
+        label[better] = c
+        score[better] = p[better]
+    return label
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:160]
+
+
+def _feature_diff(have: tuple[str, ...], want: tuple[str, ...]) -> str:
+    missing = [n for n in want if n not in set(have)]
+    extra = [n for n in have if n not in set(want)]
+    if not missing and not extra:
+        return "same names in another order"
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unknown, e.g. {extra[0]}")
+    return "; ".join(parts)
