@@ -24,7 +24,7 @@ class Status(IntEnum):
     OK = 0
     NON_IP = 1  # ARP, LLDP, STP, ... : a well-formed frame that carries no IP
     TRUNCATED = 2  # caplen too short for the headers the packet announces
-    UNSUPPORTED_LINK = 3  # link type we do not decode (802.11, PPP, NFLOG, ...)
+    UNSUPPORTED_LINK = 3  # link type we do not decode (802.11, NFLOG, ...)
     MALFORMED = 4  # header fields that contradict each other (IHL < 5, bad version, ...)
     FRAGMENT = 5  # IP fragment after the first: no ports, attributed to its flow if possible
 
@@ -32,7 +32,9 @@ class Status(IntEnum):
 # Column name -> dtype. The single source of truth for the batch layout.
 COLUMNS: dict[str, np.dtype] = {
     "ts_ns": np.dtype(np.int64),  # capture timestamp, ns since the Unix epoch
-    "iface": np.dtype(np.uint16),  # pcapng interface id (0 for classic pcap)
+    # pcapng interface id (0 for classic pcap); numbered across sections so it stays unique
+    # in a multi-section file: the index into CaptureReader.stats.interfaces
+    "iface": np.dtype(np.uint16),
     "caplen": np.dtype(np.uint32),  # bytes captured for the record
     "wirelen": np.dtype(np.uint32),  # original length on the wire
     "rec_off": np.dtype(np.int64),  # offset of the record's first byte in `data`
