@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -32,6 +33,8 @@ from flowdet.errors import CaptureError
 # a single record or block does not fit.
 BUFFER_BYTES = 8 * 1024 * 1024
 MAX_BUFFER_BYTES = walk.MAX_BLOCK + (1 << 16)
+# Longest a refill keeps reading bytes that are already waiting on a stream before decoding.
+_COALESCE_SECONDS = 0.02
 
 _PCAP_MAGICS = {
     # first four bytes -> (big-endian, nanosecond, record header length, name)
@@ -127,6 +130,7 @@ class CaptureReader:
             size = grown.shape[0]
         mv = memoryview(self._buf)
         total = 0
+        deadline = time.monotonic() + _COALESCE_SECONDS
         while self._end < size:
             got = self._src.readinto(mv[self._end :])
             if got == 0:
@@ -134,7 +138,9 @@ class CaptureReader:
                 break
             self._end += got
             total += got
-            if not self._src.more_ready():
+            # On a stream, take what is already waiting too, but never hold a batch back
+            # for bytes that have not arrived yet, nor for long while they keep arriving.
+            if not self._src.more_ready() or time.monotonic() > deadline:
                 break
         return total
 
