@@ -50,10 +50,10 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def capture(path: Path, port: int) -> Iterator[Path]:
-    """dumpcap on loopback for one TCP port; stops (by PID) and flushes on exit."""
+def capture(path: Path, port: int, bpf: str | None = None) -> Iterator[Path]:
+    """dumpcap on loopback for one TCP port (or a BPF filter); stops by PID on exit."""
     proc = subprocess.Popen(
-        ["dumpcap", "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(path)],
+        ["dumpcap", "-q", "-i", "lo", "-f", bpf or f"tcp port {port}", "-w", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

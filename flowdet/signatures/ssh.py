@@ -331,7 +331,8 @@ def inspect(payload: FlowPayload) -> FamilyResult:
             size = ssh_packet_overhead(cipher, None if aead else mac)
             features["sig_ssh_keystroke_size"] = float(size or 0)
             mac_text = "its built-in MAC" if aead else (mac or "an unknown MAC")
-            detail = {"cipher_c2s": cipher, "mac_c2s": "" if aead else (mac or "")}
+            # mac_c2s: "" = implicit in the AEAD cipher; "unknown" = the MAC lists were cut off
+            detail = {"cipher_c2s": cipher, "mac_c2s": "" if aead else (mac or "unknown")}
             text = f"client and server agree on {cipher} with {mac_text}"
             if size is not None:
                 detail["keystroke_wire_size"] = size
