@@ -57,31 +57,37 @@ class MoneroPool(PoolSession):
         )
         self.seed_hash = rhex(random.Random(self.ctx.cfg.seed), 32)
         self.algo = "rx/0"
+        self.legacy = False  # a miner without algo negotiation gets 2017-era CryptoNight jobs
 
     def job_body(self, job: Job) -> dict[str, Any]:
         r = random.Random(job.seed)
         blob = "1010" + rhex(r, 6) + rhex(random.Random(job.block), 32) + "00000000" + rhex(r, 32)
         blob += rhex(r, 76 - len(blob) // 2)
-        return {
+        body: dict[str, Any] = {
             "blob": blob,
-            "job_id": rhex(r, self.rng.choice((4, 12, 16))),
+            "job_id": str(job.seq + 6773) if self.legacy else rhex(r, self.rng.choice((4, 12, 16))),
             "target": compact_target(self.vardiff.difficulty),
-            "algo": self.algo,
-            "height": job.height,
-            "seed_hash": self.seed_hash,
         }
+        if not self.legacy:
+            body.update(algo=self.algo, height=job.height, seed_hash=self.seed_hash)
+        return body
 
     async def handle(self, msg: dict[str, Any]) -> None:
         method, mid = msg.get("method"), msg.get("id")
         if method == "login":
             self.start()
-            result = {
-                "id": self.rpc_id,
-                "job": self.job_body(self.ctx.board.current),
-                "extensions": ["algo", "nicehash", "connect", "tls", "keepalive"],
-                "status": "OK",
-            }
-            await self.conn.send({"id": mid, "jsonrpc": "2.0", "error": None, "result": result})
+            params = msg.get("params") or {}
+            self.legacy = not (isinstance(params, dict) and "algo" in params)
+            job = self.job_body(self.ctx.board.current)
+            if self.legacy:
+                self.rpc_id = str(self.rng.randint(1, 999))
+                result = {"id": self.rpc_id, "job": job, "status": "OK"}
+                reply = {"id": mid, "jsonrpc": "2.0", "result": result, "error": None}
+            else:
+                extensions = ["algo", "nicehash", "connect", "tls", "keepalive"]
+                result = {"id": self.rpc_id, "job": job, "extensions": extensions, "status": "OK"}
+                reply = {"id": mid, "jsonrpc": "2.0", "error": None, "result": result}
+            await self.conn.send(reply)
         elif method == "submit":
             if self.accept_share():
                 reply = {"id": mid, "jsonrpc": "2.0", "error": None, "result": {"status": "OK"}}
@@ -151,6 +157,10 @@ class MoneroMiner(MinerSession):
             params["algo"] = self.job.get("algo", "rx/0")
         msg = {"id": self.next_id(), "jsonrpc": "2.0", "method": "submit", "params": params}
         await self.send_share(msg)
+
+    async def keepalive_loop(self) -> None:
+        if self.cfg.variant != "legacy":  # `keepalived` came with xmrig; older miners lack it
+            await super().keepalive_loop()
 
     async def keepalive(self) -> None:
         msg = {

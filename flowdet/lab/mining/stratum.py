@@ -322,7 +322,9 @@ class EthStratumMiner(MinerSession):
         await self.send_share({"id": self.next_id(), "method": "mining.submit", "params": params})
 
 
-ZCASH_POW_LIMIT = 2**256 - 1
+# Share difficulty 1 in this emulation: targets then start with "00" like real pools' (the
+# reference capture's 003c3c... is difficulty ~4.25 on this scale).
+ZCASH_POW_LIMIT = 2**248 - 1
 
 
 class ZcashPool(PoolSession):
@@ -330,7 +332,8 @@ class ZcashPool(PoolSession):
     `mining.set_target` with a 256-bit target instead of a difficulty."""
 
     chain = "zcash"
-    unit = 4096.0  # solutions per difficulty-1 share in this emulation (see ZCASH_POW_LIMIT)
+    unit = 256.0  # solutions per difficulty-1 share: ~300 Sol/s at difficulty 4 gives a share
+    # every ~3.4 s, as in the reference capture
     default_difficulty = 4.0
     rounder = staticmethod(lambda x: float(f"{x:.3g}"))
 
@@ -362,7 +365,7 @@ class ZcashPool(PoolSession):
             await self.conn.send({"id": mid, "result": True, "error": None})
 
     def target_msg(self) -> dict[str, Any]:
-        target = int(ZCASH_POW_LIMIT / self.vardiff.difficulty)
+        target = min(ZCASH_POW_LIMIT, int(ZCASH_POW_LIMIT / self.vardiff.difficulty))
         return {"id": None, "method": "mining.set_target", "params": [f"{target:064x}"]}
 
     def notify(self, job: Job) -> dict[str, Any]:
@@ -392,7 +395,7 @@ class ZcashPool(PoolSession):
 class ZcashMiner(MinerSession):
     """nheqminer / EWBF style Equihash miner."""
 
-    unit = 4096.0
+    unit = ZcashPool.unit
 
     async def handshake(self) -> None:
         agent = self.cfg.agent or "nheqminer/0.5c"
