@@ -131,6 +131,7 @@ async def run_client(args: argparse.Namespace) -> None:
     tally.connections = 1
     tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")), mode=args.mode)
     kinds: dict[str, int] = {}
+    answered = asyncio.Event()  # every request has its ack/result: safe to hang up
 
     async def receive() -> None:
         while line := await reader.readline():
@@ -139,6 +140,8 @@ async def run_client(args: argparse.Namespace) -> None:
             msg = json.loads(line)
             kind = "ack" if "ack" in msg else str(msg.get("method") or "result")
             kinds[kind] = kinds.get(kind, 0) + 1
+            if kinds.get("ack", 0) + kinds.get("result", 0) >= tally.sent:
+                answered.set()
 
     async def send(obj: Any) -> None:
         data = _line(obj)
@@ -165,11 +168,11 @@ async def run_client(args: argparse.Namespace) -> None:
         else:
             rid += 1
             await send({"id": rid, "method": "ping", "params": []})
-    await asyncio.sleep(0.05)
-    if writer.can_write_eof():
-        writer.write_eof()
-    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, ValueError):
-        await asyncio.wait_for(receiver, timeout=2)
+    answered.clear()
+    if kinds.get("ack", 0) + kinds.get("result", 0) >= tally.sent:
+        answered.set()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(answered.wait(), timeout=3)
     receiver.cancel()
     writer.close()
     with contextlib.suppress(Exception):

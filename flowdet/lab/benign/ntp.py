@@ -148,7 +148,7 @@ def run_client(args: argparse.Namespace) -> None:
     if args.source_port:
         persistent = socket.socket(family, socket.SOCK_DGRAM)
         persistent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        persistent.bind(("", args.source_port))
+        persistent.bind((args.source_addr, args.source_port))
         persistent.connect((args.server, args.port))
         tally.connections = 1
     n = 0
@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = client_parser("NTPv4 client polling at an interval", 123)
         p.add_argument("--interval", type=float, default=64.0, help="seconds between polls")
         p.add_argument("--source-port", type=int, default=0, help="123 = ntpd style, 0 = chrony")
+        p.add_argument("--source-addr", default="", help="local address for --source-port")
         p.add_argument("--iburst", action="store_true")
         args = p.parse_args(argv[1:])
         try:
