@@ -80,7 +80,7 @@ def capture_program() -> tuple[str, str]:
 def require_root() -> None:
     if os.geteuid() != 0:
         raise LabError(
-            "flowdet lab needs root (it creates network namespaces, veth pairs and TUN "
+            "`flowdet lab` needs root (it creates network namespaces, veth pairs and TUN "
             "devices and captures on them); run it as root or with sudo"
         )
     if not os.path.exists("/dev/net/tun"):
