@@ -392,3 +392,103 @@ def test_wan_delay_is_what_ping_measures(root: None, tmp_path: Path) -> None:
     assert topo.delayline_counts["outside:in"]["forwarded"] == 15
     assert not [ns for ns in topo.ns.values() if ns_exists(ns)]
     assert _lab_links() == []
+
+
+def test_killed_run_is_finished_by_lab_cleanup(root: None, tmp_path: Path) -> None:
+    """SIGKILL leaves everything up; `flowdet lab cleanup` finishes the job from the state."""
+    out = tmp_path / "lab"
+    proc = subprocess.Popen(
+        [*FLOWDET, "lab", "generate", str(out), "--scenario", "ssh-reverse-idle"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    state_file = out / ".lab-state.json"
+    in_lab: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not in_lab:
+            if state_file.exists() and list(out.glob("ssh-reverse-idle-*.pcapng")):
+                state = json.loads(state_file.read_text())
+                in_lab = {
+                    pid
+                    for lab in state["labs"].values()
+                    for ns in lab["namespaces"]
+                    if ns_exists(ns)
+                    for pid in ns_pids(ns)
+                }
+                if len(in_lab) < 4:  # delay line, capture, sshd, ssh at least
+                    in_lab = set()
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert in_lab
+    state = json.loads(state_file.read_text())
+    assert any(ns_exists(ns) for lab in state["labs"].values() for ns in lab["namespaces"])
+    done = subprocess.run(
+        [*FLOWDET, "lab", "cleanup", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "namespace fdlab-" in done.stdout
+    deadline = time.monotonic() + 5  # the delay line exits on its own once its stdin is gone
+    while time.monotonic() < deadline and [p for p in in_lab if alive(p)]:
+        time.sleep(0.1)
+    assert not [p for p in in_lab if alive(p)]
+    for lab in state["labs"].values():
+        assert not [ns for ns in lab["namespaces"] if ns_exists(ns)]
+        assert not Path(lab["workdir"]).exists()
+    assert _lab_links() == []
+
+
+def test_failing_scenarios_are_reported_and_cleaned_up(
+    root: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scenario that raises, one whose Expect matches nothing, one over its time budget:
+    each is reported, the next still runs, and none leaves anything behind."""
+    from flowdet.lab import runner
+    from flowdet.lab.scenario import Expect, Scenario
+
+    spawned: list[int] = []
+
+    def raises(lab, rng, profile):  # type: ignore[no-untyped-def]
+        spawned.append(lab.spawn("sandbox", ["sleep", "300"]).pid)
+        raise RuntimeError("scenario bug")
+
+    def no_flow(lab, rng, profile):  # type: ignore[no-untyped-def]
+        return [Expect("sandbox", "outside", 22, "tcp", "benign")]
+
+    def too_long(lab, rng, profile):  # type: ignore[no-untyped-def]
+        spawned.append(lab.spawn("outside", ["sleep", "300"]).pid)
+        lab.sleep(300)
+        return []
+
+    def fine(lab, rng, profile):  # type: ignore[no-untyped-def]
+        p = lab.spawn("sandbox", ["ping", "-c", "1", "-W", "5", lab.ip("outside2")])
+        assert p.wait(10) == 0
+        lab.spawn(
+            "outside", [sys.executable, "-m", "http.server", "8080", "--bind", lab.ip("outside")]
+        )
+        lab.wait_port("outside", 8080)
+        url = f"http://{lab.ip('outside')}:8080/"
+        assert lab.spawn("sandbox", ["curl", "-sf", "-o", "/dev/null", url]).wait(20) == 0
+        return [Expect("sandbox", "outside", 8080, "tcp", "benign")]
+
+    monkeypatch.setitem(runner.BUDGET_S, "quick", 3.0)
+    every = frozenset({"quick", "standard", "full"})
+    scns = [Scenario(n, "benign", n, every, f) for n, f in
+            (("t-raises", raises), ("t-no-flow", no_flow), ("t-too-long", too_long),
+             ("t-fine", fine))]  # fmt: skip
+    out = tmp_path / "lab"
+    report = runner.Runner(out, scns, jobs=2).run()
+    status = {r.name: (r.status, r.error or "") for r in report.results}
+    assert status["t-fine"] == ("ok", "")
+    assert status["t-raises"][0] == "failed" and "scenario bug" in status["t-raises"][1]
+    assert status["t-no-flow"][0] == "failed" and "no such flow" in status["t-no-flow"][1]
+    assert status["t-too-long"][0] == "failed" and "time budget" in status["t-too-long"][1]
+    assert [r.name for r in report.failed] == ["t-raises", "t-no-flow", "t-too-long"]
+    rows = (out / "labels.tsv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split("\t")[-1] == "t-fine"  # failed ones add no rows
+    assert (out / "logs" / "t-raises-1").is_dir()  # their program logs are kept for a look
+    _assert_nothing_left(out, set(spawned))

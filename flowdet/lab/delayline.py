@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import random
+import resource
 import selectors
 import struct
 import sys
@@ -117,7 +118,7 @@ class Direction:
         return self.pending[0][0] if self.pending else None
 
 
-def run(specs: list[LinkSpec]) -> dict[str, dict[str, int]]:
+def run(specs: list[LinkSpec]) -> dict[str, dict[str, float]]:
     directions: dict[int, Direction] = {}
     names: dict[int, str] = {}
     for i, spec in enumerate(specs):
@@ -141,7 +142,12 @@ def run(specs: list[LinkSpec]) -> dict[str, dict[str, int]]:
             fd = key.fd
             if fd == stdin:
                 if not os.read(stdin, 4096):  # the runner closed our stdin: we are done
-                    return {names[k]: d.counts for k, d in directions.items()}
+                    counts: dict[str, dict[str, float]] = {
+                        names[k]: dict(d.counts) for k, d in directions.items()
+                    }
+                    usage = resource.getrusage(resource.RUSAGE_SELF)
+                    counts["cpu"] = {"user_s": usage.ru_utime, "system_s": usage.ru_stime}
+                    return counts
                 continue
             d = directions[fd]
             now = time.monotonic()

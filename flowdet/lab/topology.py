@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -249,4 +250,8 @@ def cleanup_state(path: Path) -> list[str]:
         for ns in nss:
             _ip("netns", "del", ns, check=False)
             done.append(f"namespace {ns}")
+        workdir = lab.get("workdir")
+        if workdir and Path(workdir).is_dir() and Path(workdir).name.startswith(PREFIX):
+            shutil.rmtree(workdir, ignore_errors=True)
+            done.append(f"directory {workdir}")
     return done
