@@ -492,3 +492,50 @@ def test_failing_scenarios_are_reported_and_cleaned_up(
     assert len(rows) == 2 and rows[1].split("\t")[-1] == "t-fine"  # failed ones add no rows
     assert (out / "logs" / "t-raises-1").is_dir()  # their program logs are kept for a look
     _assert_nothing_left(out, set(spawned))
+
+
+def test_tcpdump_fallback_writes_pcap_that_labels_resolve(
+    root: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump is not installed (Debian package tcpdump)")
+    from flowdet.lab import runner, tools
+    from flowdet.lab.scenario import Expect, Scenario
+
+    monkeypatch.setattr(tools, "capture_program", lambda: ("tcpdump", shutil.which("tcpdump")))
+
+    def http_fetch(lab, rng, profile):  # type: ignore[no-untyped-def]
+        lab.spawn(
+            "outside2", [sys.executable, "-m", "http.server", "80", "--bind", lab.ip("outside2")]
+        )
+        lab.wait_port("outside2", 80)
+        url = f"http://{lab.ip('outside2')}/"
+        assert lab.spawn("sandbox", ["curl", "-sf", "-o", "/dev/null", url]).wait(20) == 0
+        return [Expect("sandbox", "outside2", 80, "tcp", "benign")]
+
+    every = frozenset({"quick", "standard", "full"})
+    out = tmp_path / "lab"
+    report = runner.Runner(out, [Scenario("t-tcpdump", "benign", "x", every, http_fetch)]).run()
+    assert [(r.status, r.pcap) for r in report.results] == [("ok", "t-tcpdump-1.pcap")]
+    assert (out / "t-tcpdump-1.pcap").read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+    rows = (out / "labels.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[0] for r in rows] == ["t-tcpdump-1.pcap"]
+    lens = tshark_rows(out / "t-tcpdump-1.pcap", ["frame.len", "frame.cap_len"])
+    assert lens and all(a == b for a, b in lens)
+
+
+def test_missing_scenario_program_names_its_package(root: None, tmp_path: Path) -> None:
+    from flowdet.lab import runner
+    from flowdet.lab.scenario import Scenario
+
+    def needs_missing(lab, rng, profile):  # type: ignore[no-untyped-def]
+        lab.spawn("sandbox", ["no-such-lab-program", "--x"])
+        return []
+
+    every = frozenset({"quick", "standard", "full"})
+    report = runner.Runner(
+        tmp_path / "lab", [Scenario("t-miss", "benign", "x", every, needs_missing)]
+    ).run()
+    (res,) = report.results
+    assert res.status == "failed"
+    assert "no-such-lab-program (Debian package" in (res.error or "")

@@ -96,6 +96,8 @@ class NamespaceLab:
         if host not in self.hosts and host != ROUTER:
             raise LabError(f"no host {host!r} in the lab (hosts: {', '.join(HOSTS)})")
         self._check()
+        if argv and "/" not in argv[0] and tools.which(argv[0]) is None:
+            tools.require([argv[0]])  # a LabError naming the Debian package
         full_env = {
             "PATH": BASE_PATH,
             "HOME": str(self.home(host)),
