@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,41 @@ def test_ipv4_address_columns_roundtrip(tmp_path):
     assert int(b.dst_lo[0]) == v4_lo("203.0.113.9")
     assert int(b.src_hi[0]) == 0
     assert ip4("198.51.100.7") == int(b.src_lo[0] & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def test_kuznetzov_pcap_variant(tmp_path):
+    """The old modified pcap (magic a1b2cd34) has 24-byte record headers."""
+    frames = [tcp4_frame(i) for i in range(3)]
+    out = struct.pack("<IHHiIII", 0xA1B2CD34, 2, 4, 0, 0, 65535, 1)
+    for i, f in enumerate(frames):
+        out += struct.pack("<IIII", 100 + i, 5, len(f), len(f)) + bytes(8) + f
+    cols, st = read_all(write(tmp_path, "k.pcap", out))
+    assert st.format == "pcap-kuznetzov"
+    assert cols["sport"].tolist() == [10000, 10001, 10002]
+    assert cols["ts_ns"].tolist() == [(100 + i) * 10**9 + 5000 for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("tsresol", "units", "expect_ns"),
+    [
+        (0x80 | 40, (1_000_000 << 40) | (1 << 39), 1_000_000_500_000_000),
+        (12, 1_000_000_123_456_789_012, 1_000_000_123_456_789),
+        (10, 17_000_000_001_234_567_891, 1_700_000_000_123_456_789),  # above 2^63 units
+        (0x80 | 30, (1_700_000_000 << 30) | (1 << 29), 1_700_000_000_500_000_000),
+        (0, 1_700_000_000, 1_700_000_000_000_000_000),
+        (0x80 | 0, 42, 42_000_000_000),
+    ],
+)
+def test_pcapng_fine_and_coarse_resolutions(tmp_path, tsresol, units, expect_ns):
+    data = shb() + idb(1, tsresol=tsresol) + epb(0, units, tcp4_frame())
+    cols, st = read_all(write(tmp_path, "r.pcapng", data))
+    assert cols["ts_ns"].tolist() == [expect_ns]
+    assert st.records == 1
+
+
+def test_simple_packet_block_without_interface_is_counted(tmp_path):
+    data = shb() + spb(tcp4_frame()) + idb(1) + spb(tcp4_frame())
+    cols, st = read_all(write(tmp_path, "s.pcapng", data))
+    assert st.records == 1 and st.lost_records == 1
+    assert st.blocks["packets_on_undefined_interface"] == 1
+    assert cols["sport"].tolist() == [10000]

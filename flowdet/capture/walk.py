@@ -122,26 +122,41 @@ def walk_pcap(
 
 @njit(cache=True)
 def ts_to_ns(ts: int, pow2: bool, exp: int, offset_s: int) -> int:
-    """A pcapng timestamp in units of 10^-exp or 2^-exp seconds, as ns since the epoch."""
+    """A pcapng timestamp in units of 10^-exp or 2^-exp seconds, as ns since the epoch.
+
+    The 64-bit count is unsigned (a present-day time in 10^-10 s units exceeds 2^63), so the
+    split into seconds and fraction is done in uint64.
+    """
+    u = np.uint64(ts)
+    billion = np.uint64(1_000_000_000)
     if pow2:
-        if exp > 62:
-            exp = 62
-        sec = ts >> exp
-        frac = ts & ((np.int64(1) << exp) - 1)
-        # Keep frac * 10^9 inside int64: drop sub-nanosecond bits first for fine resolutions.
-        shift = exp - 30 if exp > 30 else 0
-        frac_ns = ((frac >> shift) * 1_000_000_000) >> (exp - shift)
+        if exp > 63:
+            exp = 63
+        e = np.uint64(exp)
+        sec = u >> e
+        frac = u & ((np.uint64(1) << e) - np.uint64(1))
+        # Keep frac * 10^9 inside 64 bits: drop sub-nanosecond bits first for fine resolutions.
+        shift = np.uint64(exp - 30) if exp > 30 else np.uint64(0)
+        frac_ns = ((frac >> shift) * billion) >> (e - shift)
     else:
-        if exp > 18:
-            exp = 18
-        unit = np.int64(10) ** exp
-        sec = ts // unit
-        frac = ts - sec * unit
+        if exp > 19:
+            exp = 19
+        unit = np.uint64(1)
+        for _ in range(exp):
+            unit *= np.uint64(10)
+        sec = u // unit
+        frac = u - sec * unit
         if exp <= 9:
-            frac_ns = frac * (np.int64(10) ** (9 - exp))
+            scale = np.uint64(1)
+            for _ in range(9 - exp):
+                scale *= np.uint64(10)
+            frac_ns = frac * scale
         else:
-            frac_ns = frac // (np.int64(10) ** (exp - 9))
-    return (sec + offset_s) * 1_000_000_000 + frac_ns
+            scale = np.uint64(1)
+            for _ in range(exp - 9):
+                scale *= np.uint64(10)
+            frac_ns = frac // scale
+    return (np.int64(sec) + offset_s) * 1_000_000_000 + np.int64(frac_ns)
 
 
 @njit(cache=True)
