@@ -91,6 +91,10 @@ def test_labels_tsv_header_once(tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert lines[0].split("\t") == list(labels.COLUMNS)
     assert lines[1:] == ["a.pcapng\t1.1.1.1\t5\t2.2.2.2\t22\ttcp\tbenign\ts"] * 2
+    other = labels.LabelRow("b.pcapng", row.flow, "mining", "t")
+    labels.append_tsv(out, [other])
+    assert labels.drop_pcap(out, ["a.pcapng"]) == 2  # a re-run replaces a capture's rows
+    assert out.read_text().splitlines()[1:] == [other.tsv()]
 
 
 def test_registry_is_tolerant_of_broken_families(monkeypatch: pytest.MonkeyPatch) -> None:

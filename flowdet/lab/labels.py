@@ -130,3 +130,21 @@ def append_tsv(path: Path, rows: Iterable[LabelRow]) -> None:
             f.write("\t".join(COLUMNS) + "\n")
         for row in rows:
             f.write(row.tsv() + "\n")
+
+
+def drop_pcap(path: Path, names: Iterable[str]) -> int:
+    """Remove the rows of captures that are about to be made again; return how many.
+
+    A re-run with the same seed overwrites `<scenario>-<seed>.pcapng`, so rows of the old
+    capture would point at flows that no longer exist.
+    """
+    if not path.exists():
+        return 0
+    drop = set(names)
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [ln for i, ln in enumerate(lines) if i == 0 or ln.split("\t", 1)[0] not in drop]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
+    return len(lines) - len(kept)

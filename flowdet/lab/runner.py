@@ -364,7 +364,10 @@ class Runner:
         )
         timer.daemon = True
         try:
-            for p in (pcap, pcap.with_suffix(".pcap")):
+            stale = [pcap, pcap.with_suffix(".pcap"), pcap.with_suffix(".lo.pcapng")]
+            with self._lock:
+                labelling.drop_pcap(self.outdir / "labels.tsv", [p.name for p in stale])
+            for p in stale:
                 p.unlink(missing_ok=True)
             lab.up()
             lab.start_capture(pcap)
