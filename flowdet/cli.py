@@ -13,6 +13,7 @@ from flowdet import __version__
 from flowdet.errors import FlowdetError
 from flowdet.flows.command import flows_command
 from flowdet.lab.commands import lab as lab_command
+from flowdet.score import score_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(lab_command)
 cli.add_command(flows_command)
+cli.add_command(score_command)
 
 
 def main() -> None:

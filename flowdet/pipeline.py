@@ -1,0 +1,278 @@
+"""The scoring chain, incremental: packet batches (or flow blocks) in, verdicts out.
+
+    pipe = ScoringPipeline(Detector.load())
+    for batch in reader:                  # a file, or an endless live stream
+        for v in pipe.feed(batch): ...
+    for v in pipe.flush(): ...            # end of input
+
+The flow table runs with prefix checkpoints (8/16/32/64/128 packets, 10/60/300 s by
+default), and every record it emits - checkpoint snapshots and final records alike - is
+featurized and scored as it arrives, block by block (one model call per block, never per
+flow). Per live flow the pipeline keeps only a little verdict state: the earliest
+evaluation at which each label crossed its threshold. So memory follows the number of live
+flows, not the length of the input, and the live tap can drive the same object with an
+endless source (`feed` per batch, `advance` on clock ticks).
+
+What comes out:
+- one final `Verdict` per final record (fin, rst, idle, active timeout segment, eof,
+  evicted): the label is decided on the final record, which holds the most information;
+  `first_*` fields say at which evaluation (checkpoint or the final record) the probability
+  of that label first reached its threshold - the earliest moment the verdict was known.
+  Only alerts are returned unless `all_flows`.
+- with `early=True` (live), also a non-final Verdict the first time a checkpoint of a
+  flow crosses a threshold, so an alert can be raised while the flow is still open. Offline
+  scoring leaves it off: an early crossing that the full flow no longer supports is counted
+  in `stats.retracted`, not reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flowdet.capture.batch import PacketBatch
+from flowdet.drivers import drivers_for
+from flowdet.errors import ModelError
+from flowdet.flows import layout as L
+from flowdet.flows.config import FlowConfig
+from flowdet.flows.record import FlowBlock, FlowRecord
+from flowdet.flows.table import FlowTable
+from flowdet.reasons import Reason, flow_reasons
+from flowdet.signatures import SignatureResult
+from flowdet.verdicts import BENIGN, Decider, effective_thresholds
+
+Featurizer = Callable[[Sequence[FlowRecord]], tuple[np.ndarray, list[SignatureResult]]]
+
+
+def default_featurizer() -> Featurizer:
+    from flowdet.features import featurize
+
+    return featurize
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The verdict on one flow record, with what is needed to show, store and extract it."""
+
+    record: FlowRecord
+    label: str
+    score: float
+    proba: dict[str, float]
+    threshold: float | None  # of the label (None for benign)
+    final: bool
+    source: str  # capture the flow came from
+    start_ns: int  # exact bounds of the record, for extracting its packets
+    end_ns: int
+    key: tuple[int, ...]  # canonical flow key (flowdet.flows.keys), for extraction
+    first_checkpoint: str = ""  # "pkts:8", "secs:60" or "final"; "" when benign
+    first_pkts: int | None = None  # flow packets when the verdict was first reached
+    first_epoch: float | None = None  # time of the last packet of that evaluation
+    first_client_payload_pkts: int | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    drivers_method: str = "none"
+    drivers: list[tuple[str, float, float]] = field(default_factory=list)
+    signature: SignatureResult | None = None
+
+    @property
+    def is_alert(self) -> bool:
+        return self.label != BENIGN
+
+
+@dataclass(slots=True)
+class ScoreStats:
+    records: int = 0  # records scored (checkpoints included)
+    flows: int = 0  # final records
+    alerts: dict[str, int] = field(default_factory=dict)
+    early_alerts: int = 0
+    retracted: int = 0  # flows whose checkpoint crossed a threshold, final record did not
+    signature_errors: int = 0
+
+
+@dataclass(slots=True)
+class _FlowState:
+    crossed: dict[str, tuple[str, int, float, int]] = field(default_factory=dict)
+    early_sent: set[str] = field(default_factory=set)
+    prior_pkts: int = 0  # packets of earlier active-timeout segments
+    prior_client_payload: int = 0
+
+
+class ScoringPipeline:
+    """flows (with checkpoints) -> features -> model -> verdicts, one block at a time."""
+
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        thresholds: dict[str, float] | None = None,
+        config: FlowConfig | None = None,
+        featurize: Featurizer | None = None,
+        all_flows: bool = False,
+        early: bool = False,
+        source: str = "",
+        first_flow_id: int = 1,
+    ) -> None:
+        self.detector = detector
+        self.classes = tuple(detector.classes)
+        self.thresholds = effective_thresholds(
+            self.classes, dict(getattr(detector, "thresholds", {}) or {}), thresholds or {}
+        )
+        self.decider = Decider(self.classes, self.thresholds)
+        cfg = config or FlowConfig()
+        if not cfg.checkpoint_packets and not cfg.checkpoint_seconds:
+            cfg = cfg.with_default_checkpoints()
+        self.config = cfg
+        self.table = FlowTable(cfg, first_flow_id=first_flow_id)
+        self.featurize = featurize or default_featurizer()
+        self.all_flows = all_flows
+        self.early = early
+        self.source = source
+        self.stats = ScoreStats()
+        self._state: dict[int, _FlowState] = {}
+
+    # -- driving ------------------------------------------------------------------------------
+    def feed(self, batch: PacketBatch) -> list[Verdict]:
+        return self.consume(self.table.update(batch))
+
+    def advance(self, now_ns: int) -> list[Verdict]:
+        return self.consume(self.table.advance(now_ns))
+
+    def flush(self) -> list[Verdict]:
+        out = self.consume(self.table.flush())
+        self._state.clear()
+        return out
+
+    @property
+    def live_state(self) -> int:
+        """Flows with verdict state held (bounded by the table's live flows)."""
+        return len(self._state)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _predict(self, block: FlowBlock) -> tuple[list[FlowRecord], np.ndarray, np.ndarray, list]:
+        recs = block.records()
+        X, sigs = self.featurize(recs)
+        X = np.asarray(X)
+        names = tuple(self.detector.feature_names)
+        if X.ndim != 2 or X.shape[1] != len(names):
+            raise ModelError(
+                f"model expects {len(names)} features, the featurizer made "
+                f"{X.shape[1] if X.ndim == 2 else X.shape}: retrain or use a matching flowdet"
+            )
+        P = np.asarray(self.detector.predict_proba(X), dtype=np.float64)
+        if P.shape != (len(recs), len(self.classes)):
+            raise ModelError(f"model returned probabilities of shape {P.shape}")
+        return recs, X, P, sigs
+
+    def consume(self, block: FlowBlock) -> list[Verdict]:
+        """Score every record of a block; return final verdicts (and early alerts)."""
+        if not len(block):
+            return []
+        recs, X, P, sigs = self._predict(block)
+        lab, score, _ = self.decider.label_index(P)
+        classes = self.classes
+        is_ckpt = block.reason == L.R_CHECKPOINT
+        self.stats.records += len(recs)
+        out: list[Verdict] = []
+        for i, rec in enumerate(recs):
+            label = classes[int(lab[i])]
+            st = self._state.get(rec.flow_id)
+            if st is None:
+                st = self._state[rec.flow_id] = _FlowState()
+            pkts = st.prior_pkts + rec.pkts_toserver + rec.pkts_toclient
+            cpay = st.prior_client_payload + rec.payload_pkts_toserver
+            if label != BENIGN and label not in st.crossed:
+                name = rec.checkpoint if is_ckpt[i] else "final"
+                st.crossed[label] = (name, pkts, rec.end_epoch, cpay)
+            if is_ckpt[i]:
+                if self.early and label != BENIGN and label not in st.early_sent:
+                    st.early_sent.add(label)
+                    self.stats.early_alerts += 1
+                    out.append(self._verdict(block, i, rec, X[i], P[i], label, score[i], sigs, st))
+                continue
+            self.stats.flows += 1
+            if rec.end_reason == "active":
+                st.prior_pkts = pkts
+                st.prior_client_payload = cpay
+            else:
+                self._state.pop(rec.flow_id, None)
+            if label == BENIGN and st.crossed:
+                self.stats.retracted += 1
+            if label != BENIGN:
+                self.stats.alerts[label] = self.stats.alerts.get(label, 0) + 1
+            if label != BENIGN or self.all_flows:
+                out.append(
+                    self._verdict(block, i, rec, X[i], P[i], label, score[i], sigs, st, True)
+                )
+        self.stats.signature_errors += sum(1 for s in sigs if s is not None and s.errors)
+        return out
+
+    def _verdict(
+        self,
+        block: FlowBlock,
+        i: int,
+        rec: FlowRecord,
+        x: np.ndarray,
+        p: np.ndarray,
+        label: str,
+        score: float,
+        sigs: list,
+        st: _FlowState,
+        final: bool = False,
+    ) -> Verdict:
+        sig = sigs[i] if i < len(sigs) else None
+        v = Verdict(
+            record=rec,
+            label=label,
+            score=float(score),
+            proba={c: round(float(q), 6) for c, q in zip(self.classes, p.tolist(), strict=True)},
+            threshold=self.thresholds.get(label),
+            final=final,
+            source=self.source,
+            start_ns=int(block.s[i, L.START]),
+            end_ns=int(block.s[i, L.LAST]),
+            key=tuple(int(k) for k in block.key[i].tolist()),
+            signature=sig,
+        )
+        if label != BENIGN:
+            name, pkts, epoch, cpay = st.crossed[label]
+            v.first_checkpoint, v.first_pkts, v.first_epoch = name, pkts, epoch
+            v.first_client_payload_pkts = cpay
+            v.drivers_method, v.drivers = drivers_for(self.detector, x, label)
+            weights = {n: w for n, _, w in v.drivers}
+            v.reasons = flow_reasons(rec, sig, label, weights or None)
+        return v
+
+
+def score_source(
+    source: Any,
+    detector: Any,
+    *,
+    thresholds: dict[str, float] | None = None,
+    config: FlowConfig | None = None,
+    featurize: Featurizer | None = None,
+    all_flows: bool = False,
+    name: str | None = None,
+) -> tuple[list[Verdict], ScoringPipeline, Any]:
+    """One capture end to end: (final verdicts, the pipeline with its stats, read stats)."""
+    import os
+
+    from flowdet.capture import open_capture
+
+    reader = open_capture(source)
+    label = name if name is not None else os.path.basename(str(getattr(reader, "name", source)))
+    pipe = ScoringPipeline(
+        detector,
+        thresholds=thresholds,
+        config=config,
+        featurize=featurize,
+        all_flows=all_flows,
+        source=label,
+    )
+    out: list[Verdict] = []
+    with reader:
+        for batch in reader:
+            out.extend(pipe.feed(batch))
+        out.extend(pipe.flush())
+    return out, pipe, reader.stats
