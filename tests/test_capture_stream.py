@@ -142,3 +142,19 @@ def test_live_dumpcap_pcapng_stream_on_loopback(root):
     assert stats.format == "pcapng" and stats.records == 6
     assert all(d == port for _, d in rows) and len(rows) == 6
     assert stats.interfaces[0].linktype == 1  # Linux loopback is Ethernet-framed
+
+
+def test_non_blocking_pipe_is_waited_on_not_taken_for_the_end():
+    raw = pcap([(i, tcp4_frame(i)) for i in range(10)])
+    r_fd, w_fd = os.pipe()
+    os.set_blocking(r_fd, False)
+    writer = SlowWriter(w_fd, raw[:100], raw[100:])
+    writer.start()
+    with open(r_fd, "rb", buffering=0) as pipe, open_capture(pipe) as reader:
+        n = 0
+        for batch in reader:
+            n += len(batch)
+            writer.release.set()
+        writer.release.set()
+    writer.join()
+    assert n == 10 and reader.stats.complete

@@ -128,6 +128,10 @@ class CaptureReader:
             grown[: self._end] = self._buf[: self._end]
             self._buf = grown
             size = grown.shape[0]
+        if self._end == size:  # cannot happen: the walker bounds records by the buffer cap
+            self.stats.warnings.append("record larger than the read buffer; stopped")
+            self._eof = True
+            return 0
         mv = memoryview(self._buf)
         total = 0
         deadline = time.monotonic() + _COALESCE_SECONDS

@@ -48,15 +48,29 @@ class _RawReader:
             pass
 
     def readinto(self, mv: memoryview) -> int:
+        """At least one byte, blocking until some arrive; 0 only at the end of the stream."""
         try:
-            if self._readinto1 is not None:
-                got = self._readinto1(mv)
-                return 0 if got is None else got
-            data = self._f.read(len(mv))
+            while True:
+                if self._readinto1 is not None:
+                    got = self._readinto1(mv)
+                else:
+                    data = self._f.read(len(mv))
+                    got = None if data is None else len(data)
+                    if got:
+                        mv[:got] = data
+                if got is not None:
+                    return got
+                self._wait_readable()  # a non-blocking stream with nothing to read yet
         except OSError as exc:
             raise CaptureError(f"{self.name}: read failed: {exc.strerror or exc}") from None
-        mv[: len(data)] = data
-        return len(data)
+
+    def _wait_readable(self) -> None:
+        try:
+            select.select([self._f.fileno()], [], [])
+        except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
+            raise CaptureError(
+                f"{self.name}: non-blocking stream without a file descriptor"
+            ) from None
 
     def read(self, n: int) -> bytes:
         buf = bytearray(n)
