@@ -14,6 +14,7 @@ from flowdet.errors import FlowdetError
 from flowdet.flows.command import flows_command
 from flowdet.lab.commands import lab as lab_command
 from flowdet.score import score_command
+from flowdet.train_cmd import evaluate_command, train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,8 @@ def cli() -> None:
 cli.add_command(lab_command)
 cli.add_command(flows_command)
 cli.add_command(score_command)
+cli.add_command(train_command)
+cli.add_command(evaluate_command)
 
 
 def main() -> None:

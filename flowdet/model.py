@@ -68,7 +68,8 @@ class Detector:
             )
         if X.shape[0] == 0:
             return np.zeros((0, len(self.classes)))
-        proba = self.estimator.predict_proba(X)
+        with single_threaded():
+            proba = self.estimator.predict_proba(X)
         est_classes = [str(c) for c in self.estimator.classes_]
         if est_classes == list(self.classes):
             return proba
@@ -149,6 +150,14 @@ class Detector:
         if {str(c) for c in getattr(est, "classes_", ())} - set(classes):
             raise ModelError(f"{p}: estimator classes do not match the bundle's classes")
         return cls(est, classes, names, dict(bundle.get("card") or {}))
+
+
+def single_threaded() -> Any:
+    """Keep scikit-learn's OpenMP to one thread: on a busy 2-core machine its thread pool
+    oversubscribes and a fit that takes seconds takes minutes (measured: 6 s vs 88 s)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def decide(
