@@ -9,6 +9,8 @@ keys in a temporary directory; every process started here is stopped by its PID.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import shutil
 import socket
 import subprocess
@@ -49,21 +51,38 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
+def read_until(fd: int, marker: bytes, timeout: float = 15.0) -> bytes:
+    """Read from a pipe until `marker` shows up (or fail after `timeout` seconds)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError(f"waited for {marker!r}, got {got[-200:]!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise EOFError(f"pipe closed before {marker!r}; got {got[-200:]!r}")
+        got += chunk
+    return got
+
+
 @contextlib.contextmanager
 def capture(path: Path, port: int, bpf: str | None = None) -> Iterator[Path]:
-    """dumpcap on loopback for one TCP port (or a BPF filter); stops by PID on exit."""
+    """dumpcap on loopback for one TCP port (or a BPF filter); stops by PID on exit.
+
+    Waits for dumpcap's "Capturing on" line, so no packet of the test is sent before the
+    capture runs (a fixed sleep was not enough on a loaded machine)."""
     proc = subprocess.Popen(
-        ["dumpcap", "-q", "-i", "lo", "-f", bpf or f"tcp port {port}", "-w", str(path)],
+        ["dumpcap", "-i", "lo", "-f", bpf or f"tcp port {port}", "-w", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 5
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # the capture filter is installed just after the file is created
+        assert proc.stderr is not None
+        read_until(proc.stderr.fileno(), b"Capturing on")
+        time.sleep(0.2)
         yield path
-        time.sleep(0.3)
+        time.sleep(0.5)
     finally:
         stop(proc)
 
@@ -98,22 +117,24 @@ def sshd(tmp: Path) -> Iterator[tuple[int, Path]]:
 
 
 def ssh_session(port: int, key: Path, cipher: str, mac: str, chunks: list[bytes]) -> None:
-    """Log in, run `cat`, and write each chunk as its own channel-data message."""
+    """Log in, run `cat`, and write each chunk as its own channel-data message, waiting for
+    each echo before the next write so that no two chunks share a packet."""
     cmd = ["ssh", "-T", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes"]
     cmd += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-    cmd += ["-o", f"Ciphers={cipher}", "-o", f"MACs={mac}", "root@127.0.0.1", "cat"]
+    cmd += ["-o", f"Ciphers={cipher}", "-o", f"MACs={mac}", "root@127.0.0.1", "echo ready; cat"]
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     try:
-        time.sleep(1.0)  # key exchange and authentication
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
+        out = proc.stdout.fileno()
+        read_until(out, b"ready\n")  # key exchange and authentication are done
         for chunk in chunks:
             proc.stdin.write(chunk)
             proc.stdin.flush()
-            time.sleep(0.3)
+            read_until(out, chunk)
         proc.stdin.close()
-        proc.wait(10)
+        proc.wait(15)
     finally:
         stop(proc)
 
