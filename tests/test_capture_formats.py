@@ -257,3 +257,13 @@ def test_simple_packet_block_without_interface_is_counted(tmp_path):
     assert st.records == 1 and st.lost_records == 1
     assert st.blocks["packets_on_undefined_interface"] == 1
     assert cols["sport"].tolist() == [10000]
+
+
+def test_big_endian_pcapng_from_the_first_section(tmp_path):
+    frames = [tcp4_frame(i) for i in range(3)]
+    data = shb(big=True) + idb(1, tsresol=9, big=True)
+    data += b"".join(epb(0, 10**18 + i, f, big=True) for i, f in enumerate(frames))
+    cols, st = read_all(write(tmp_path, "be.pcapng", data))
+    assert cols["ts_ns"].tolist() == [10**18, 10**18 + 1, 10**18 + 2]
+    assert cols["sport"].tolist() == [10000, 10001, 10002]
+    assert st.interfaces[0].ts_resolution == "10^-9" and st.complete
