@@ -7,7 +7,6 @@ then look for anything the lab left behind: namespaces, links, processes, temp d
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -17,9 +16,10 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
+import lab_helpers
 import pytest
 
 from flowdet.lab.procs import ProcessTable, StateFile, alive
@@ -29,55 +29,29 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWDET = [sys.executable, "-m", "flowdet.cli"]
-SEED = 7
+SEED = lab_helpers.QUICK_SEED
 TUNNEL_LOGINS = ("ssh-reverse-login", "ssh-reverse-idle", "ssh-background-tunnels")
 
 
-def tshark_rows(pcap: Path, fields: list[str], dfilter: str = "", ssh_ports=()) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    argv = ["tshark", "-n", "-r", str(pcap), "-T", "fields", "-E", "separator=\t",
-            "-E", "occurrence=a"]  # fmt: skip
-    for port in sorted(set(ssh_ports)):
-        argv += ["-d", f"tcp.port=={port},ssh"]
-    if dfilter:
-        argv += ["-Y", dfilter]
-    for f in fields:
-        argv += ["-e", f]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return [line.split("\t") for line in out.stdout.splitlines()]
+def tshark_rows(
+    pcap: Path, fields: list[str], dfilter: str = "", ssh_ports: Iterable[int] = ()
+) -> list[list[str]]:
+    return lab_helpers.tshark_rows(
+        pcap, fields, dfilter, [f"tcp.port=={p},ssh" for p in sorted(set(ssh_ports))]
+    )
 
 
 @pytest.fixture(scope="module")
-def quick_run(root: None, tshark: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    out = tmp_path_factory.mktemp("lab-quick")
-    proc = subprocess.run(
-        [
-            *FLOWDET,
-            "lab",
-            "generate",
-            str(out),
-            "--profile",
-            "quick",
-            "--seed",
-            str(SEED),
-            "--capture-loopback",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    yield out
+def quick_run(root: None, tshark: str) -> Path:
+    return lab_helpers.quick_run()
 
 
 def _labels(out: Path) -> list[dict[str, str]]:
-    with open(out / "labels.tsv") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+    return lab_helpers.labels_of(out)
 
 
 def _manifest(out: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((out / "manifest.json").read_text())["runs"][-1]
+    return lab_helpers.manifest_of(out)
 
 
 def test_every_scenario_ran_and_is_labelled(quick_run: Path) -> None:
