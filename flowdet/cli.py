@@ -13,6 +13,7 @@ from flowdet import __version__
 from flowdet.errors import FlowdetError
 from flowdet.flows.command import flows_command
 from flowdet.lab.commands import lab as lab_command
+from flowdet.explain import explain_command
 from flowdet.score import score_command
 from flowdet.train_cmd import evaluate_command, train_command
 
@@ -26,6 +27,7 @@ def cli() -> None:
 cli.add_command(lab_command)
 cli.add_command(flows_command)
 cli.add_command(score_command)
+cli.add_command(explain_command)
 cli.add_command(train_command)
 cli.add_command(evaluate_command)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from flowdet.flows.record import FlowRecord
-from flowdet.signatures import MINING_FAMILIES, SignatureResult
+from flowdet.signatures import FAMILIES, MINING_FAMILIES, SignatureResult
 from flowdet.signatures.ssh import channel_data_wire_size
 
 MAX_REASONS = 6
@@ -128,7 +128,9 @@ def evidence_reasons(rec: FlowRecord, sig: SignatureResult | None, label: str) -
         text = ev.text
         if ev.family == "ssh" and ev.name == "kexinit":
             continue  # fingerprints go to explain; banners and the negotiation stay
-        if text.startswith("client ") and " to " not in text:
+        if text.startswith("client and server"):
+            pass
+        elif text.startswith("client ") and " to " not in text:
             text = f"{text} to {server}"
         elif text.startswith("server ") and " from " not in text:
             text = f"{text} from {server}"
@@ -245,37 +247,69 @@ def _seq_payloads(rec: FlowRecord) -> list[tuple[int, int]]:
     return first + last[overlap:]
 
 
+def _windows(rec: FlowRecord) -> list[list[tuple[int, int, float]]]:
+    """The first and last packet windows as (dir, payload len, time since window start);
+    the last window is left out when it is the same packets as the first."""
+    out = []
+    total = rec.pkts_toserver + rec.pkts_toclient - rec.frags_toserver - rec.frags_toclient
+    for name in ("first_pkts", "last_pkts"):
+        if name == "last_pkts" and total <= len(rec.first_pkts["len"]):
+            break
+        w = getattr(rec, name)
+        t, rows = 0.0, []
+        for i, (d, n, gap) in enumerate(zip(w["dir"], w["len"], w["iat"], strict=True)):
+            t += gap if i else 0.0
+            rows.append((d, n, t))
+        out.append(rows)
+    return out
+
+
+def typed_pairs(rec: FlowRecord, size: int) -> tuple[int, int, int]:
+    """(pairs typed by the initiator, pairs typed by the responder, packets of `size`).
+
+    A typed keystroke is a `size`-byte payload from one side answered by a payload from the
+    other side (the echo, often but not always of the same size) sooner than the keystroke
+    followed the packet before it: the echo comes after a round trip, the next keystroke
+    after a human pause. Alternating keystroke/echo streams are so attributed to the side
+    that types.
+    """
+    typed = [0, 0]
+    count = 0
+    for rows in _windows(rec):
+        pay = [(d, n, t) for d, n, t in rows if n > 0]
+        count += sum(1 for _, n, _ in pay if n == size)
+        for k in range(1, len(pay) - 1):
+            d, n, t = pay[k]
+            d2, n2, t2 = pay[k + 1]
+            if n == size and d2 != d and (t2 - t) < (t - pay[k - 1][2]):
+                typed[d] += 1
+    return typed[0], typed[1], count
+
+
 def describe_keystrokes(rec: FlowRecord, sig: SignatureResult | None) -> str | None:
-    """Keystroke-sized packets, and from which side: typing from the responder (the outside
+    """Keystroke-sized packets and who types them: typing from the responder (the outside
     host) into a session the inside host opened is the mark of a reverse tunnel."""
     single, nested = keystroke_sizes(sig)
-    if single is None and not nested:
-        return None
-    seq = [(d, n) for d, n in _seq_payloads(rec) if n > 0]
-    if len(seq) < 6:
-        return None
-    best: tuple[int, int, int, str] | None = None  # (count, dir, size, kind)
-    for size, kind in [(s, f"a keystroke inside a nested {c} session") for s, c in nested.items()]:
-        for d in (0, 1):
-            c = sum(1 for dd, n in seq if dd == d and n == size)
-            if c >= 3 and (best is None or c > best[0]):
-                best = (c, d, size, kind)
+    cands = [(s, f"a keystroke inside a nested {c} session") for s, c in nested.items()]
     if single is not None:
-        for d in (0, 1):
-            c = sum(1 for dd, n in seq if dd == d and n == single)
-            if c >= 3 and (best is None or c > best[0]):
-                best = (c, d, single, "a 1-byte keystroke in this session")
+        cands.append((single, "a 1-byte keystroke in this session"))
+    best: tuple[int, int, int, int, str] | None = None  # (pairs, dir, size, count, kind)
+    for size, kind in cands:
+        by_init, by_resp, count = typed_pairs(rec, size)
+        for d, pairs in ((0, by_init), (1, by_resp)):
+            if pairs >= 3 and (best is None or pairs > best[0]):
+                best = (pairs, d, size, count, kind)
     if best is None:
         return None
-    count, d, size, kind = best
+    pairs, d, size, count, kind = best
     who = (
-        "typed from the outside host (the responder)"
+        "typed from the outside host (the responder), each echoed by the initiator"
         if d == 1
-        else "typed from the inside host (the initiator)"
+        else "typed from the initiator side, each echoed by the responder"
     )
     return (
-        f"keystroke-sized packets ({size} B = {kind}) {who}: {count} of the {len(seq)} "
-        f"payload packets in the first and last 32"
+        f"keystroke-sized packets ({size} B = {kind}) {who}: {pairs} keystroke/echo pairs "
+        f"among the first and last 32 packets"
     )
 
 
@@ -336,15 +370,18 @@ Describer = Callable[[FlowRecord, SignatureResult | None], str | None]
 
 # name -> (describer, regex of the model feature names it speaks for)
 DESCRIBERS: dict[str, tuple[Describer, str]] = {
-    "server_period": (describe_periodic_server, r"piat.*(toclient|server|s2c)|period"),
-    "client_period": (describe_periodic_client, r"piat.*(toserver|client|c2s)|submit"),
-    "sizes_rate": (describe_sizes_rate, r"size|duration|rate|pps|per_s|pkts_per"),
-    "bursts": (describe_bursts, r"burst|idle|gap"),
-    "bare_acks": (describe_bare_acks, r"bare_ack|ack"),
-    "keystrokes": (describe_keystrokes, r"keystroke|nested"),
-    "second_handshake": (describe_second_handshake, r"handshake|inner|second"),
-    "modal_sizes": (describe_modal_sizes, r"modal|ja4ssh|seq|first_pkts|last_pkts"),
-    "volume": (describe_volume, r"bytes|ratio|volume"),
+    "server_period": (describe_periodic_server, r"piat.*toclient|payload_rate_toclient|period"),
+    "client_period": (describe_periodic_client, r"piat.*toserver|payload_rate_toserver"),
+    "sizes_rate": (
+        describe_sizes_rate,
+        r"size_mean|size_std|duration|payload_mean|mean_len|log_pkts|payload_rate|iat_cv",
+    ),
+    "bursts": (describe_bursts, r"burst|idle|max_gap"),
+    "bare_acks": (describe_bare_acks, r"bare_ack"),
+    "keystrokes": (describe_keystrokes, r"ks1|ks2|keystroke"),
+    "second_handshake": (describe_second_handshake, r"big_after_idle|handshake|inner"),
+    "modal_sizes": (describe_modal_sizes, r"mode_len|mode_frac|hist_mode|alternation"),
+    "volume": (describe_volume, r"upload_|log_payload_bytes|ratio"),
 }
 
 # Without drivers: what usually matters for each label, most telling first.
@@ -361,9 +398,12 @@ DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 
+_FAMILY_FEATURES = {family: frozenset(names) for family, _, names in FAMILIES}
+
+
 def _family_weight(reason: Reason, drivers: Mapping[str, float]) -> float:
-    fam = reason.source.split(":", 1)[1]
-    return round(sum(v for f, v in drivers.items() if v > 0 and f.startswith(f"sig_{fam}_")), 4)
+    names = _FAMILY_FEATURES.get(reason.source.split(":", 1)[1], frozenset())
+    return round(sum(v for f, v in drivers.items() if v > 0 and f in names), 4)
 
 
 def flow_reasons(
