@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class P:
 
     @property
     def ts_ns(self) -> int:
-        return round(self.t * NS)
+        return round(Fraction(self.t) * NS)  # exact: no float error at epoch scale
 
     @property
     def flag_bits(self) -> int:

@@ -95,6 +95,9 @@ N_CTR = 6
 G_IDLE_TCP, G_IDLE_OTHER, G_ACTIVE, G_LINGER, G_GAP = range(5)
 N_CFG = 5
 
+# The state tuple st = (KEY, S, G, SEQM, SEQI, POOL, pool_free) and the output tuple
+# out = (OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK) travel together through these functions.
+
 
 @nb.njit(cache=True, inline="always")
 def _init_mins(row):
@@ -106,68 +109,63 @@ def _init_mins(row):
 
 
 @nb.njit(cache=True)
-def new_flow(S, G, sl, ctr):
+def new_flow(S, G, sl):
     """Reset slot `sl` for a new flow on the same key (keeps its payload pool row)."""
     row = S[sl]
     pay_row = row[PAY_ROW]
     row[:] = 0
     G[sl, :] = 0.0
     row[LIVE] = 1
-    row[FLOW_ID] = ctr[C_NEXT_ID]
-    ctr[C_NEXT_ID] += 1
-    row[INIT_A] = -1
+    row[INIT_A] = -1  # flow id and orientation are set by the first packet
     row[CLOSE_TS] = -1
     row[PAY_ROW] = pay_row
     _init_mins(row)
 
 
 @nb.njit(cache=True)
-def init_slots(S, G, slots, ctr):
+def init_slots(S, G, slots):
     for j in range(slots.shape[0]):
         S[slots[j], PAY_ROW] = -1
-        new_flow(S, G, slots[j], ctr)
+        new_flow(S, G, slots[j])
+
+
+_KEEP_ON_SEGMENT = (
+    LIVE,
+    FLOW_ID,
+    INIT_A,
+    IPVER,
+    FIRST_SPORT,
+    FIRST_DPORT,
+    FIRST_FROM_INIT,
+    LAST,
+    CLOSE_TS,
+    FIN_SEEN,
+    FIN_SEEN + 1,
+    RST_SEEN,
+    PAY_ROW,
+)
 
 
 @nb.njit(cache=True)
 def _new_segment(S, G, sl):
     """Active timeout: same flow, next segment; identity and TCP state carry over."""
     row = S[sl]
-    keep_id = row[FLOW_ID]
-    keep_seg = row[SEGMENT] + 1
-    keep_init = row[INIT_A]
-    keep_ver = row[IPVER]
-    keep_sp = row[FIRST_SPORT]
-    keep_dp = row[FIRST_DPORT]
-    keep_ffi = row[FIRST_FROM_INIT]
-    keep_last = row[LAST]
-    keep_close = row[CLOSE_TS]
-    keep_f0 = row[FIN_SEEN]
-    keep_f1 = row[FIN_SEEN + 1]
-    keep_rst = row[RST_SEEN]
-    keep_pay = row[PAY_ROW]
+    seg = row[SEGMENT] + 1
+    kept = np.empty(len(_KEEP_ON_SEGMENT), np.int64)
+    for j, c in enumerate(_KEEP_ON_SEGMENT):
+        kept[j] = row[c]
     row[:] = 0
     G[sl, :] = 0.0
-    row[LIVE] = 1
-    row[FLOW_ID] = keep_id
-    row[SEGMENT] = keep_seg
-    row[INIT_A] = keep_init
-    row[IPVER] = keep_ver
-    row[FIRST_SPORT] = keep_sp
-    row[FIRST_DPORT] = keep_dp
-    row[FIRST_FROM_INIT] = keep_ffi
-    row[LAST] = keep_last
-    row[CLOSE_TS] = keep_close
-    row[FIN_SEEN] = keep_f0
-    row[FIN_SEEN + 1] = keep_f1
-    row[RST_SEEN] = keep_rst
-    row[PAY_ROW] = keep_pay
+    for j, c in enumerate(_KEEP_ON_SEGMENT):
+        row[c] = kept[j]
+    row[SEGMENT] = seg
     _init_mins(row)
 
 
 @nb.njit(cache=True)
-def _emit(
-    KEY, S, G, SEQM, SEQI, POOL, sl, reason, ck, OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK, ctr
-):
+def _emit(st, out, ctr, sl, reason, ck):
+    KEY, S, G, SEQM, SEQI, POOL, _ = st
+    OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK = out
     o = ctr[C_OUT_N]
     ctr[C_OUT_N] = o + 1
     OKEY[o, :] = KEY[sl, :]
@@ -186,7 +184,9 @@ def _emit(
 
 
 @nb.njit(cache=True)
-def _free(S, sl, pool_free, ctr, freed):
+def _free(st, sl, ctr, freed):
+    S = st[1]
+    pool_free = st[6]
     pr = S[sl, PAY_ROW]
     if pr >= 0:
         pool_free[ctr[C_POOL_TOP]] = pr
@@ -210,59 +210,59 @@ def _end_reason(row):
 
 
 @nb.njit(cache=True)
+def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
+    """Fire, in time order, what is due for flow `sl` by clock `now`: time checkpoints, the
+    active timeout, then the end (idle / FIN-RST linger). Returns True if the flow ended.
+
+    The flow is alive up to its end instant (last + idle, or close + linger), so a time
+    checkpoint or active timeout falling before that fires even if nothing is seen until
+    much later; the kernel (clock = next packet) and the sweep (clock = batch end or a tick)
+    therefore emit the same records whatever the batch boundaries.
+    """
+    KEY, S = st[0], st[1]
+    row = S[sl]
+    is_tcp = (KEY[sl, 4] & np.uint64(0xFF)) == 6
+    idle = cfg[G_IDLE_TCP] if is_tcp else cfg[G_IDLE_OTHER]
+    end_at = row[LAST] + idle
+    closed = row[CLOSE_TS] >= 0
+    if closed and row[CLOSE_TS] + cfg[G_LINGER] < end_at:
+        end_at = row[CLOSE_TS] + cfg[G_LINGER]
+    if row[NPK] > 0:
+        for j in range(ck_secs.shape[0]):
+            bit = np.int64(1) << j
+            at = row[START] + ck_secs[j]
+            if (row[CKPT_FIRED] & bit) == 0 and at <= now and at <= end_at:
+                _emit(st, out, ctr, sl, R_CHECKPOINT, n_ck_p + j)
+                row[CKPT_FIRED] |= bit
+        at = row[START] + cfg[G_ACTIVE]
+        if at <= now and at <= end_at:
+            _emit(st, out, ctr, sl, R_ACTIVE, -1)
+            _new_segment(S, st[2], sl)
+    if now > end_at:
+        if row[NPK] > 0:
+            if closed and end_at == row[CLOSE_TS] + cfg[G_LINGER]:
+                _emit(st, out, ctr, sl, _end_reason(row), -1)
+            else:
+                _emit(st, out, ctr, sl, R_IDLE, -1)
+        return True
+    return False
+
+
+@nb.njit(cache=True)
 def process(
-    order,
-    k0,
-    slot_of,
-    a_side,
-    ts,
-    ip_len,
-    pay_len,
-    flags,
-    proto,
-    sport,
-    dport,
-    ipver,
-    tcp_seq,
-    rec_off,
-    pay_off,
-    caplen,
-    data,
-    fr_parent,
-    fr_slot,
-    fr_uid,
-    fr_dir,
-    row_uid,
-    row_dir,
-    KEY,
-    S,
-    G,
-    SEQM,
-    SEQI,
-    POOL,
-    pool_free,
-    OKEY,
-    OS,
-    OG,
-    OSEQM,
-    OSEQI,
-    OPAY,
-    OREA,
-    OCK,
-    ctr,
-    cfg,
-    ck_pkts,
-    ck_secs,
+    order, k0, slot_of, a_side, pk, data, fr, row_uid, row_dir, st, out, ctr, cfg, ck_pkts, ck_secs
 ):
-    """Feed packets order[k0:] into their slots; return where it stopped (len = done)."""
+    """Feed packets order[k0:] into their slots; return where it stopped (len = done).
+
+    pk = (ts, ip_len, pay_len, flags, proto, sport, dport, ipver, tcp_seq, rec_off, pay_off,
+    caplen) columns of the batch; fr = (parent row, slot, flow id, dir) of non-first fragments.
+    """
+    ts, ip_len, pay_len, flags, proto, sport, dport, ipver, tcp_seq, rec_off, pay_off, caplen = pk
+    fr_parent, fr_slot, fr_uid, fr_dir = fr
+    S, G, SEQM, SEQI, POOL, pool_free = st[1], st[2], st[3], st[4], st[5], st[6]
     n_ck_p = ck_pkts.shape[0]
-    n_ck_s = ck_secs.shape[0]
-    out_cap = OS.shape[0]
-    max_emit = 3 + n_ck_s + n_ck_p
-    idle_tcp = cfg[G_IDLE_TCP]
-    idle_other = cfg[G_IDLE_OTHER]
-    active = cfg[G_ACTIVE]
-    linger = cfg[G_LINGER]
+    out_cap = out[1].shape[0]
+    max_emit = 3 + ck_secs.shape[0] + n_ck_p
     gap = cfg[G_GAP]
     n = order.shape[0]
     for k in range(k0, n):
@@ -303,109 +303,18 @@ def process(
             return k
         t = ts[i]
         f = np.int64(flags[i])
-        pr = proto[i]
-        is_tcp = pr == 6
-        idle = idle_tcp if is_tcp else idle_other
+        is_tcp = proto[i] == 6
         if row[INIT_A] >= 0:
-            # an existing flow: does this packet end it and start a new one?
-            restart = False
-            if row[CLOSE_TS] >= 0:
-                pure_syn = is_tcp and (f & 0x12) == 0x02
-                if t > row[CLOSE_TS] + linger or (pure_syn and t > row[CLOSE_TS]):
-                    if row[NPK] > 0:
-                        _emit(
-                            KEY,
-                            S,
-                            G,
-                            SEQM,
-                            SEQI,
-                            POOL,
-                            sl,
-                            _end_reason(row),
-                            -1,
-                            OKEY,
-                            OS,
-                            OG,
-                            OSEQM,
-                            OSEQI,
-                            OPAY,
-                            OREA,
-                            OCK,
-                            ctr,
-                        )
-                    restart = True
-            if not restart and t - row[LAST] > idle:
+            # an existing flow: what is due by now, and does this packet start a new flow?
+            ended = _advance(st, out, ctr, sl, t, cfg, ck_secs, n_ck_p)
+            pure_syn = is_tcp and (f & 0x12) == 0x02
+            if not ended and pure_syn and 0 <= row[CLOSE_TS] < t:
+                # a new SYN after FIN/RST: port reuse, a new flow even inside the linger
                 if row[NPK] > 0:
-                    _emit(
-                        KEY,
-                        S,
-                        G,
-                        SEQM,
-                        SEQI,
-                        POOL,
-                        sl,
-                        R_IDLE,
-                        -1,
-                        OKEY,
-                        OS,
-                        OG,
-                        OSEQM,
-                        OSEQI,
-                        OPAY,
-                        OREA,
-                        OCK,
-                        ctr,
-                    )
-                restart = True
-            if restart:
-                new_flow(S, G, sl, ctr)
-            elif row[NPK] > 0:
-                for j in range(n_ck_s):
-                    bit = np.int64(1) << j
-                    if (row[CKPT_FIRED] & bit) == 0 and t >= row[START] + ck_secs[j]:
-                        _emit(
-                            KEY,
-                            S,
-                            G,
-                            SEQM,
-                            SEQI,
-                            POOL,
-                            sl,
-                            R_CHECKPOINT,
-                            n_ck_p + j,
-                            OKEY,
-                            OS,
-                            OG,
-                            OSEQM,
-                            OSEQI,
-                            OPAY,
-                            OREA,
-                            OCK,
-                            ctr,
-                        )
-                        row[CKPT_FIRED] |= bit
-                if t >= row[START] + active:
-                    _emit(
-                        KEY,
-                        S,
-                        G,
-                        SEQM,
-                        SEQI,
-                        POOL,
-                        sl,
-                        R_ACTIVE,
-                        -1,
-                        OKEY,
-                        OS,
-                        OG,
-                        OSEQM,
-                        OSEQI,
-                        OPAY,
-                        OREA,
-                        OCK,
-                        ctr,
-                    )
-                    _new_segment(S, G, sl)
+                    _emit(st, out, ctr, sl, _end_reason(row), -1)
+                ended = True
+            if ended:
+                new_flow(S, G, sl)
         src_a = np.int64(1) if a_side[i] else np.int64(0)
         if row[INIT_A] < 0:
             # orientation: a pure SYN's sender initiates, a SYN-ACK's receiver initiates,
@@ -416,6 +325,9 @@ def process(
             else:
                 row[INIT_A] = src_a
                 row[FIRST_FROM_INIT] = 1
+            # ids in order of first packets: independent of how input is cut into batches
+            row[FLOW_ID] = ctr[C_NEXT_ID]
+            ctr[C_NEXT_ID] += 1
             row[IPVER] = ipver[i]
             row[FIRST_SPORT] = sport[i]
             row[FIRST_DPORT] = dport[i]
@@ -495,12 +407,7 @@ def process(
                         ctr[C_POOL_TOP] -= 1
                         row[PAY_ROW] = pool_free[ctr[C_POOL_TOP]]
                     po = np.int64(pay_off[i])
-                    avail = np.int64(caplen[i]) - po
-                    m = pl
-                    if avail < m:
-                        m = avail
-                    if PAY_BYTES - used < m:
-                        m = PAY_BYTES - used
+                    m = min(pl, np.int64(caplen[i]) - po, PAY_BYTES - used)
                     if m < 0:
                         m = 0
                     src = rec_off[i] + po
@@ -538,198 +445,31 @@ def process(
         row_dir[i] = d
         for j in range(n_ck_p):
             if npk == ck_pkts[j]:
-                _emit(
-                    KEY,
-                    S,
-                    G,
-                    SEQM,
-                    SEQI,
-                    POOL,
-                    sl,
-                    R_CHECKPOINT,
-                    j,
-                    OKEY,
-                    OS,
-                    OG,
-                    OSEQM,
-                    OSEQI,
-                    OPAY,
-                    OREA,
-                    OCK,
-                    ctr,
-                )
+                _emit(st, out, ctr, sl, R_CHECKPOINT, j)
     return n
 
 
 @nb.njit(cache=True)
-def sweep(
-    now,
-    s0,
-    KEY,
-    S,
-    G,
-    SEQM,
-    SEQI,
-    POOL,
-    pool_free,
-    OKEY,
-    OS,
-    OG,
-    OSEQM,
-    OSEQI,
-    OPAY,
-    OREA,
-    OCK,
-    ctr,
-    cfg,
-    ck_secs,
-    n_ck_p,
-    freed,
-):
-    """Apply the clock `now` to every live flow from slot s0 on; return where it stopped.
-
-    Emits what `process` would emit before a later packet of the same flow, with the same
-    content, so results do not depend on where batches end.
-    """
-    n_ck_s = ck_secs.shape[0]
-    out_cap = OS.shape[0]
-    idle_tcp = cfg[G_IDLE_TCP]
-    idle_other = cfg[G_IDLE_OTHER]
-    active = cfg[G_ACTIVE]
-    linger = cfg[G_LINGER]
+def sweep(now, s0, st, out, ctr, cfg, ck_secs, n_ck_p, freed):
+    """Apply the clock `now` to every live flow from slot s0 on; return where it stopped."""
+    S = st[1]
+    out_cap = out[1].shape[0]
     cap = S.shape[0]
     for sl in range(s0, cap):
-        row = S[sl]
-        if row[LIVE] == 0:
-            continue
-        if ctr[C_OUT_N] + 2 + n_ck_s > out_cap:
+        if S[sl, LIVE] == 0 or S[sl, INIT_A] < 0:
+            continue  # free, or allocated for a batch in progress with no packet yet
+        if ctr[C_OUT_N] + 2 + ck_secs.shape[0] > out_cap:
             return sl
-        if row[INIT_A] < 0:
-            continue  # allocated for a batch in progress, no packet yet
-        idle = idle_tcp if (KEY[sl, 4] & np.uint64(0xFF)) == 6 else idle_other
-        if row[CLOSE_TS] >= 0 and now > row[CLOSE_TS] + linger:
-            if row[NPK] > 0:
-                _emit(
-                    KEY,
-                    S,
-                    G,
-                    SEQM,
-                    SEQI,
-                    POOL,
-                    sl,
-                    _end_reason(row),
-                    -1,
-                    OKEY,
-                    OS,
-                    OG,
-                    OSEQM,
-                    OSEQI,
-                    OPAY,
-                    OREA,
-                    OCK,
-                    ctr,
-                )
-            _free(S, sl, pool_free, ctr, freed)
-            continue
-        if now - row[LAST] > idle:
-            if row[NPK] > 0:
-                _emit(
-                    KEY,
-                    S,
-                    G,
-                    SEQM,
-                    SEQI,
-                    POOL,
-                    sl,
-                    R_IDLE,
-                    -1,
-                    OKEY,
-                    OS,
-                    OG,
-                    OSEQM,
-                    OSEQI,
-                    OPAY,
-                    OREA,
-                    OCK,
-                    ctr,
-                )
-            _free(S, sl, pool_free, ctr, freed)
-            continue
-        if row[NPK] > 0:
-            for j in range(n_ck_s):
-                bit = np.int64(1) << j
-                if (row[CKPT_FIRED] & bit) == 0 and now >= row[START] + ck_secs[j]:
-                    _emit(
-                        KEY,
-                        S,
-                        G,
-                        SEQM,
-                        SEQI,
-                        POOL,
-                        sl,
-                        R_CHECKPOINT,
-                        n_ck_p + j,
-                        OKEY,
-                        OS,
-                        OG,
-                        OSEQM,
-                        OSEQI,
-                        OPAY,
-                        OREA,
-                        OCK,
-                        ctr,
-                    )
-                    row[CKPT_FIRED] |= bit
-            if now >= row[START] + active:
-                _emit(
-                    KEY,
-                    S,
-                    G,
-                    SEQM,
-                    SEQI,
-                    POOL,
-                    sl,
-                    R_ACTIVE,
-                    -1,
-                    OKEY,
-                    OS,
-                    OG,
-                    OSEQM,
-                    OSEQI,
-                    OPAY,
-                    OREA,
-                    OCK,
-                    ctr,
-                )
-                _new_segment(S, G, sl)
+        if _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
+            _free(st, sl, ctr, freed)
     return cap
 
 
 @nb.njit(cache=True)
-def expire_slots(
-    slots,
-    k0,
-    reason,
-    KEY,
-    S,
-    G,
-    SEQM,
-    SEQI,
-    POOL,
-    pool_free,
-    OKEY,
-    OS,
-    OG,
-    OSEQM,
-    OSEQI,
-    OPAY,
-    OREA,
-    OCK,
-    ctr,
-    freed,
-):
+def expire_slots(slots, k0, reason, st, out, ctr, freed):
     """Emit (if it has packets) and free each listed live slot: eviction and end of input."""
-    out_cap = OS.shape[0]
+    S = st[1]
+    out_cap = out[1].shape[0]
     for k in range(k0, slots.shape[0]):
         sl = slots[k]
         if S[sl, LIVE] == 0:
@@ -740,25 +480,6 @@ def expire_slots(
             r = reason
             if r == R_EOF and S[sl, CLOSE_TS] >= 0:
                 r = _end_reason(S[sl])  # ended by FIN/RST, input stopped inside the linger
-            _emit(
-                KEY,
-                S,
-                G,
-                SEQM,
-                SEQI,
-                POOL,
-                sl,
-                r,
-                -1,
-                OKEY,
-                OS,
-                OG,
-                OSEQM,
-                OSEQI,
-                OPAY,
-                OREA,
-                OCK,
-                ctr,
-            )
-        _free(S, sl, pool_free, ctr, freed)
+            _emit(st, out, ctr, sl, r, -1)
+        _free(st, sl, ctr, freed)
     return slots.shape[0]

@@ -394,7 +394,7 @@ class FlowBlock:
             )
             da, ln, ia, fl = (p.tolist() for p in parts)
             ends = np.cumsum(k).tolist()
-            starts = [0, *ends[:-1]]
+            starts = [0, *ends[:-1]] if ends else []
             out.append(
                 [
                     {"dir": da[a:e], "len": ln[a:e], "iat": ia[a:e], "flags": fl[a:e]}

@@ -146,6 +146,9 @@ class FlowTable:
             self._OCK,
         )
 
+    def _state(self) -> tuple:
+        return (self._KEY, self._S, self._G, self._SEQM, self._SEQI, self._POOL, self._pool_free)
+
     def _collect(self) -> None:
         n = int(self._ctr[K.C_OUT_N])
         if n == 0:
@@ -272,7 +275,7 @@ class FlowTable:
                 self._slot_key[sl] = kbytes[j]
             uslot[new] = slots
             self._KEY[slots] = ukey[new]
-            K.init_slots(self._S, self._G, slots, self._ctr)
+            K.init_slots(self._S, self._G, slots)
         slot_of = np.full(n, -1, dtype=np.int64)
         slot_of[rows] = uslot[inverse]
         a_side = np.zeros(n, dtype=np.bool_)
@@ -284,6 +287,21 @@ class FlowTable:
         if frag_rows.shape[0]:
             fr_parent, fr_slot, fr_uid, fr_dir = self._match_frags(batch, order, ok, slot_of)
         b = batch
+        pk = (
+            b.ts_ns,
+            b.ip_len,
+            b.payload_len,
+            b.tcp_flags,
+            b.proto,
+            b.sport,
+            b.dport,
+            b.ip_version,
+            b.tcp_seq,
+            b.rec_off,
+            b.payload_off,
+            b.caplen,
+        )
+        fr = (fr_parent, fr_slot, fr_uid, fr_dir)
         k = 0
         while True:
             k = K.process(
@@ -291,33 +309,13 @@ class FlowTable:
                 k,
                 slot_of,
                 a_side,
-                b.ts_ns,
-                b.ip_len,
-                b.payload_len,
-                b.tcp_flags,
-                b.proto,
-                b.sport,
-                b.dport,
-                b.ip_version,
-                b.tcp_seq,
-                b.rec_off,
-                b.payload_off,
-                b.caplen,
+                pk,
                 b.data,
-                fr_parent,
-                fr_slot,
-                fr_uid,
-                fr_dir,
+                fr,
                 row_uid,
                 row_dir,
-                self._KEY,
-                self._S,
-                self._G,
-                self._SEQM,
-                self._SEQI,
-                self._POOL,
-                self._pool_free,
-                *self._out_args(),
+                self._state(),
+                self._out_args(),
                 self._ctr,
                 self._cfg,
                 self._ck_pkts,
@@ -403,14 +401,8 @@ class FlowTable:
             s0 = K.sweep(
                 np.int64(now),
                 s0,
-                self._KEY,
-                self._S,
-                self._G,
-                self._SEQM,
-                self._SEQI,
-                self._POOL,
-                self._pool_free,
-                *self._out_args(),
+                self._state(),
+                self._out_args(),
                 self._ctr,
                 self._cfg,
                 self._ck_secs,
@@ -426,19 +418,7 @@ class FlowTable:
         k = 0
         while True:
             k = K.expire_slots(
-                slots,
-                k,
-                np.int8(reason),
-                self._KEY,
-                self._S,
-                self._G,
-                self._SEQM,
-                self._SEQI,
-                self._POOL,
-                self._pool_free,
-                *self._out_args(),
-                self._ctr,
-                self._freed,
+                slots, k, np.int8(reason), self._state(), self._out_args(), self._ctr, self._freed
             )
             self._release_freed()
             if k >= slots.shape[0]:
