@@ -190,8 +190,8 @@ SESSIONS: dict[str, tuple[str, list[str], list[str], dict[str, Any]]] = {
     "stratum1-socks-tls": ("stratum1", ["--tls", "--name", "ss.pool.example"],
                            ["--tls", "--sni", "ss.pool.example", "--hashrate", "2e12"],
                            {"socks": True}),
-    # Fixed difficulty so the share rate is known: 2e12 / (256 * 2**32) = 1.82 shares/s.
-    "poisson": ("stratum1", ["--start-difficulty", "256", "--no-vardiff", "--reject-rate", "0"],
+    # Fixed difficulty so the share rate is known: 2e12 / (1024 * 2**32) = 0.455 shares/s.
+    "poisson": ("stratum1", ["--start-difficulty", "1024", "--no-vardiff", "--reject-rate", "0"],
                 ["--hashrate", "2e12", "--duration", "300"], {}),
     "vardiff": ("stratum1", ["--start-difficulty", "64", "--target-interval", "10"],
                 ["--hashrate", "2e12"], {}),
@@ -728,7 +728,7 @@ def test_sv2_handshake_and_frames(runs: dict[str, Run]) -> None:
 
 def test_shares_are_poisson_at_the_configured_rate(runs: dict[str, Run]) -> None:
     run = runs["poisson"]
-    rate = 2e12 / (256 * 2**32)  # shares per protocol second
+    rate = 2e12 / (1024 * 2**32)  # shares per protocol second
     times = run.summary["share_times"]
     n, expected = len(times), rate * 300
     assert abs(n - expected) < 5 * math.sqrt(expected), (n, expected)
@@ -844,3 +844,159 @@ def test_socks_proxy_refuses_outside_targets_and_names() -> None:
         assert asyncio.run(ask(by_name))[1] == 8  # address type not supported
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+class LoopbackLab:
+    """The `Lab` protocol on loopback, no root: each lab host is its own 127.0.<n>.x address
+    (so fixed pool ports of parallel scenarios never collide), processes stopped by PID."""
+
+    hosts = ("sandbox", "outside", "outside2")
+
+    def __init__(self, workdir: Path, net: int) -> None:
+        self._workdir = workdir
+        self.addr = {h: f"127.0.{net}.{i + 1}" for i, h in enumerate(self.hosts)}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.notes: dict[str, Any] = {}
+
+    def ip(self, host: str) -> str:
+        return self.addr[host]
+
+    def spawn(self, host: str, argv: Any, *, stdin: Any = None, stdout: Any = None,
+              stderr: Any = None, env: Any = None, cwd: Path | None = None
+              ) -> subprocess.Popen[bytes]:  # fmt: skip
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else subprocess.DEVNULL,
+            stderr=stderr if stderr is not None else subprocess.DEVNULL,
+            cwd=cwd or self._workdir,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def wait_port(self, host: str, port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((self.addr[host], port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def workdir(self) -> Path:
+        return self._workdir
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def note(self, **facts: object) -> None:
+        self.notes.update(facts)
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def test_scenario_registry() -> None:
+    from flowdet.lab.scenarios import mining
+
+    names = [s.name for s in mining.SCENARIOS]
+    assert len(names) == len(set(names)) >= 12
+    assert all(s.label == "mining" and "full" in s.profiles for s in mining.SCENARIOS)
+    quick = {s.name for s in mining.SCENARIOS if "quick" in s.profiles}
+    assert {"mining-stratum1-tcp", "mining-stratum1-tls", "mining-monero-tcp",
+            "mining-getwork-http"} <= quick  # fmt: skip
+    assert all(s.profiles >= {"standard"} for s in mining.SCENARIOS if "quick" in s.profiles)
+
+
+@pytest.mark.slow
+def test_every_scenario_runs_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each scenario (but the SSH one, which needs sshd: see the root test) drives real
+    processes to completion and returns the Expect of the flow it made."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flowdet.lab.scenarios import mining
+
+    monkeypatch.setitem(mining.PACE, "quick", mining.Pace(0.01, (150.0, 200.0), (40.0, 60.0)))
+    todo = [s for s in mining.SCENARIOS if s.name != "mining-over-ssh"]
+    labs = []
+    for i, _ in enumerate(todo):
+        (tmp_path / str(i)).mkdir()
+        labs.append(LoopbackLab(tmp_path / str(i), 40 + i))
+    try:
+        with ThreadPoolExecutor(len(todo)) as pool:
+            results = list(
+                pool.map(
+                    lambda sl: sl[0].run(sl[1], random.Random(5), "quick"),
+                    zip(todo, labs, strict=True),
+                )
+            )
+    finally:
+        for lab in labs:
+            lab.close()
+    for scn, lab, expects in zip(todo, labs, results, strict=True):
+        assert len(expects) == 1, scn.name
+        (exp,) = expects
+        assert (exp.client, exp.proto, exp.label) == ("sandbox", "tcp", "mining")
+        notes = lab.notes
+        assert notes["jobs"] > 0 and notes["connections"] >= 1, (scn.name, notes)
+        if scn.name == "mining-socks5":
+            assert (exp.server, exp.server_port) == ("outside", notes["proxy_port"])
+        else:
+            assert exp.server_port == notes["pool_port"], scn.name
+            assert notes["tls"] == ("tls" in scn.name), scn.name
+        if "reconnect" in scn.name:
+            assert notes["connections"] >= 2, (scn.name, notes)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_scenarios_in_the_real_lab(root: None, tshark: str, tmp_path: Path) -> None:
+    """Two quick scenarios through `flowdet lab generate`: labels.tsv names the mining flows
+    and the capture shows what the wire must show (SNI in clear, SOCKS5 then stratum/xmrig)."""
+    out = tmp_path / "lab"
+    names = ["mining-stratum1-tls", "mining-socks5"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowdet.cli", "lab", "generate", str(out), "--profile", "quick",
+         "--jobs", "2", "--seed", "3", *(a for n in names for a in ("--scenario", n))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [ln.split("\t") for ln in (out / "labels.tsv").read_text().splitlines()[1:]]
+    by_scn = defaultdict(list)
+    for r in rows:
+        by_scn[r[-1]].append(r)
+    assert set(by_scn) == set(names) and all(r[-2] == "mining" for r in rows)
+    tls_rows = by_scn["mining-stratum1-tls"]
+    sni = subprocess.run(
+        [tshark, "-r", str(out / tls_rows[0][0]), "-Y", "tls.handshake.type == 1", "-T",
+         "fields", "-e", "tls.handshake.extensions_server_name"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert sni and all(s in mining_pool_names("stratum1") for s in sni)
+    socks_row = by_scn["mining-socks5"][0]
+    first = subprocess.run(
+        [tshark, "-r", str(out / socks_row[0]), "-Y",
+         f"tcp.dstport == {socks_row[4]} && tcp.len > 0", "-T", "fields", "-e", "tcp.payload"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    assert first[0].replace(":", "") == "050100"  # SOCKS5 greeting, no auth
+
+
+def mining_pool_names(dialect: str) -> tuple[str, ...]:
+    from flowdet.lab.scenarios.mining import POOL_NAMES
+
+    return POOL_NAMES[dialect]

@@ -362,7 +362,8 @@ async def run_miner(
             )
         except TimeoutError:
             pass
-        except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, LabError) as exc:
+            # A dropped, refused or garbled connection: count it, wait, reconnect, as miners do.
             tally.errors.append(repr(exc)[:200])
             if tally.connections > 50:
                 raise LabError(f"miner: giving up after {tally.connections} connections") from exc

@@ -161,10 +161,15 @@ class Session:
         if self.rng.random() < 0.3:
             argv += ["--tcp-keepalive", str(self.rng.choice((30, 60, 120)))]
         out_path = self.lab.workdir / f"{self.tag}-miner.out"
-        with open(out_path, "wb") as out:
-            proc = self.lab.spawn("sandbox", argv, stdout=out)
+        err_path = self.lab.workdir / f"{self.tag}-miner.err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = self.lab.spawn("sandbox", argv, stdout=out, stderr=err)
         real = self.duration * self.pace.time_scale
-        _wait(self.lab, proc, real + 30.0, f"{self.d.name} miner")
+        try:
+            _wait(self.lab, proc, real + 30.0, f"{self.d.name} miner")
+        except LabError as exc:
+            tail = err_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise LabError(f"{exc}: {tail[0] if tail else 'no stderr'}") from None
         summary = _summary(out_path)
         if summary.get("jobs", 0) == 0:
             raise LabError(f"{self.d.name} miner got no job: {summary.get('errors')}")
