@@ -578,6 +578,10 @@ def test_every_benign_scenario_runs_on_loopback(
 
     from flowdet.lab.scenarios import benign
 
+    for program in ("nginx", "openssl"):
+        if shutil.which(program) is None and not Path(f"/usr/sbin/{program}").exists():
+            pytest.skip(f"{program} is not installed (see APT_PKGS in the Makefile)")
+
     monkeypatch.setitem(benign.DURATION, "quick", 2.0)
     results: dict[str, object] = {}
 
