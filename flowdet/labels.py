@@ -178,7 +178,7 @@ def resolve_labels(captures: Iterable[str], labels: str | None = None) -> list[C
         if explicit is not None:
             out.append(CaptureLabels(cap, explicit))
             continue
-        folder = Path(cap).resolve().parent
+        folder = Path(cap).absolute().parent  # a symlinked capture keeps its folder label
         beside = folder / LABELS_FILE
         if beside.is_file():
             if beside not in cache:

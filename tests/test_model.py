@@ -1,0 +1,176 @@
+"""Model bundle: save/load round trip, refusal of unusable files, decision rule, CV grouping."""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import numpy as np
+import pytest
+
+from flowdet.dataset import Dataset
+from flowdet.errors import ModelError
+from flowdet.features import FEATURE_NAMES
+from flowdet.model import CLASSES, DEFAULT_MODEL_PATH, Detector, card_path, decide
+from flowdet.training import class_metrics, cv_splits, fit_estimator
+
+
+def _tiny_detector(seed: int = 0) -> tuple[Detector, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(90, len(FEATURE_NAMES))).astype(np.float32)
+    y = np.array(CLASSES * 30, dtype=object)
+    X[y == "mining", 0] += 5  # make the classes learnable
+    X[y == "ssh-tunnel", 1] += 5
+    est = fit_estimator(X, y, np.ones(len(y)), seed)
+    card = {"thresholds": {"mining": 0.6, "ssh-tunnel": 0.7}, "note": "test"}
+    return Detector(est, CLASSES, FEATURE_NAMES, card), X
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    det, X = _tiny_detector()
+    path = tmp_path / "m.joblib"
+    det.save(path)
+    assert card_path(path) == tmp_path / "m.card.json"
+    card = json.loads(card_path(path).read_text())
+    assert card["feature_names"] == list(FEATURE_NAMES)
+    assert card["classes"] == list(CLASSES)
+    assert card["thresholds"] == {"mining": 0.6, "ssh-tunnel": 0.7}
+    back = Detector.load(path)
+    assert back.classes == CLASSES and back.feature_names == FEATURE_NAMES
+    assert back.thresholds == {"mining": 0.6, "ssh-tunnel": 0.7}
+    p1, p2 = det.predict_proba(X), back.predict_proba(X)
+    assert p1.shape == (len(X), 3)
+    assert np.allclose(p1, p2)
+    assert np.allclose(p1.sum(axis=1), 1.0)
+    # the classes are learnable: most rows get their own class
+    pred = back.predict(X)
+    truth = np.array(CLASSES * 30, dtype=object)
+    assert (pred == truth).mean() > 0.9
+
+
+def test_feature_list_mismatch_is_refused(tmp_path) -> None:
+    det, _ = _tiny_detector()
+    path = tmp_path / "m.joblib"
+    det.save(path)
+    bundle = joblib.load(path)
+    bundle["feature_names"] = [*bundle["feature_names"][:-1], "a_feature_from_the_future"]
+    joblib.dump(bundle, path)
+    with pytest.raises(ModelError, match="feature list does not match"):
+        Detector.load(path)
+    bundle["feature_names"] = list(reversed(FEATURE_NAMES))
+    joblib.dump(bundle, path)
+    with pytest.raises(ModelError, match="another order"):
+        Detector.load(path)
+
+
+def test_missing_corrupt_and_foreign_files_are_refused(tmp_path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        Detector.load(tmp_path / "nope.joblib")
+    bad = tmp_path / "bad.joblib"
+    bad.write_bytes(b"this is not a pickle at all\n" * 10)
+    with pytest.raises(ModelError, match="not a readable flowdet model") as exc:
+        Detector.load(bad)
+    assert "\n" not in str(exc.value)
+    foreign = tmp_path / "foreign.joblib"
+    joblib.dump({"weights": [1, 2, 3]}, foreign)
+    with pytest.raises(ModelError, match="not a flowdet model bundle"):
+        Detector.load(foreign)
+    det, _ = _tiny_detector()
+    old = tmp_path / "old.joblib"
+    det.save(old)
+    bundle = joblib.load(old)
+    bundle["format"] = 0
+    joblib.dump(bundle, old)
+    with pytest.raises(ModelError, match="format"):
+        Detector.load(old)
+
+
+def test_shipped_default_model_loads() -> None:
+    assert DEFAULT_MODEL_PATH.is_file(), "the default model ships inside the package"
+    det = Detector.load()
+    assert det.feature_names == FEATURE_NAMES
+    assert set(det.classes) == set(CLASSES)
+    assert set(det.thresholds) == {"mining", "ssh-tunnel"}
+    assert card_path(DEFAULT_MODEL_PATH).is_file()
+    card = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
+    assert card["feature_names"] == list(FEATURE_NAMES)
+    assert card["data"]["flows"] > 0 and "metrics" in card
+
+
+def test_decision_rule() -> None:
+    proba = np.array(
+        [
+            [0.5, 0.3, 0.2],  # nothing over threshold -> benign
+            [0.2, 0.45, 0.35],  # mining over 0.4
+            [0.1, 0.45, 0.45],  # both over: the higher wins (tie -> first listed)
+            [0.05, 0.41, 0.54],  # both over: ssh-tunnel higher
+            [0.7, 0.0, 0.3],  # ssh-tunnel exactly at its threshold
+        ]
+    )
+    got = decide(proba, CLASSES, {"mining": 0.4, "ssh-tunnel": 0.3}).tolist()
+    assert got == ["benign", "mining", "mining", "ssh-tunnel", "ssh-tunnel"]
+
+
+def test_class_metrics_against_hand_count() -> None:
+    y = np.array(["benign"] * 6 + ["mining"] * 3 + ["ssh-tunnel"], dtype=object)
+    p = np.array(
+        ["benign"] * 5 + ["mining"] + ["mining", "mining", "benign"] + ["ssh-tunnel"],
+        dtype=object,
+    )
+    m = class_metrics(y, p)
+    assert m["confusion"]["matrix"] == [[5, 1, 0], [1, 2, 0], [0, 0, 1]]
+    mining = m["classes"]["mining"]
+    assert mining["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert mining["recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert mining["fpr"] == pytest.approx(1 / 7, abs=1e-4)
+    assert m["classes"]["benign"]["fpr"] == pytest.approx(1 / 4, abs=1e-4)
+
+
+def _synthetic_dataset(n_groups: int = 12, flows_per_group: int = 5) -> Dataset:
+    rng = np.random.default_rng(3)
+    flows, flow_idx = [], []
+    for g in range(n_groups):
+        label = CLASSES[g % 3]
+        for _ in range(flows_per_group):
+            k = len(flows)
+            flows.append({"group": f"g{g}", "label": label, "scenario": f"g{g}"})
+            flow_idx += [k] * int(rng.integers(1, 6))  # checkpoints + final
+    flow = np.array(flow_idx)
+    y = np.array([flows[k]["label"] for k in flow], dtype=object)
+    n = len(flow)
+    return Dataset(
+        X=rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32),
+        y=y,
+        flow=flow,
+        final=np.ones(n, bool),
+        checkpoint=np.array([""] * n, dtype=object),
+        client_payload_pkts=np.zeros(n, np.int64),
+        elapsed=np.zeros(n),
+        flows=flows,
+    )
+
+
+def test_cv_grouping_leaks_nothing() -> None:
+    ds = _synthetic_dataset()
+    splits = cv_splits(ds, 4, seed=7)
+    assert len(splits) == 4
+    seen_test = np.zeros(len(ds), int)
+    groups = ds.groups
+    for tr, te in splits:
+        assert not set(groups[tr].tolist()) & set(groups[te].tolist())
+        assert not set(ds.flow[tr].tolist()) & set(ds.flow[te].tolist())
+        assert set(ds.y[te].tolist()) == set(CLASSES)  # stratified: each fold has each class
+        seen_test[te] += 1
+    assert (seen_test == 1).all()  # every row is tested exactly once
+
+
+def test_weights_balance_flows_and_classes() -> None:
+    ds = _synthetic_dataset()
+    w = ds.weights()
+    per_flow = np.bincount(ds.flow, weights=w)
+    # every flow of one class weighs the same whatever its number of records
+    for c in CLASSES:
+        vals = per_flow[ds.flow_labels == c]
+        assert np.allclose(vals, vals[0])
+    totals = [w[ds.y == c].sum() for c in CLASSES]
+    assert np.allclose(totals, totals[0])
