@@ -4,11 +4,12 @@ say what was lost, never silently."""
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
 import pytest
-from capture_fab import block, epb, idb, pcap, shb, tcp4_frame
+from capture_fab import block, epb, idb, pcap, shb, sll, tcp4_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ GOOD_NG = shb() + idb(1) + b"".join(epb(0, i, tcp4_frame(i)) for i in range(5))
 def test_nothing_readable_raises_one_line_capture_error(tmp_path, data, words):
     path = write(tmp_path, data)
     with pytest.raises(CaptureError) as exc:
-        read(path)
+        open_capture(path)  # a file is checked at open, before any batch is asked for
     msg = str(exc.value)
     assert str(path) in msg and words in msg and "\n" not in msg
     assert isinstance(exc.value, FlowdetError)
@@ -171,3 +172,23 @@ def test_mutated_captures_raise_only_capture_error(tmp_path, base, edits, cut, c
     if compress:
         data = gzip.compress(data)
     check_consistent(write(tmp_path, data))
+
+
+def test_stream_with_nothing_readable_raises_while_iterating():
+    """open() must not wait for a pipe's first packet, so the error comes from iteration."""
+    r_fd, w_fd = os.pipe()
+    os.write(w_fd, GOOD[:24] + GOOD[24:40])
+    os.close(w_fd)
+    with open(r_fd, "rb", buffering=0) as pipe:
+        reader = open_capture(pipe)
+        with pytest.raises(CaptureError, match="truncated record at offset 24"):
+            list(reader)
+
+
+def test_probe_at_open_does_not_consume_pcapng_state(tmp_path):
+    data = shb() + idb(1) + idb(113) + epb(1, 5, sll(tcp4_frame()[14:]))
+    with open_capture(write(tmp_path, data, "p.pcapng")) as r:
+        (batch,) = list(r)
+    assert r.stats.blocks["interface_description_blocks"] == 2
+    assert [i.linktype for i in r.stats.interfaces] == [1, 113]
+    assert batch.linktype.tolist() == [113] and batch.status.tolist() == [Status.OK]

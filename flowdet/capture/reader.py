@@ -108,6 +108,7 @@ class CaptureReader:
         self._closed = False
         try:
             self._read_header()
+            self._probe_first_record()
         except BaseException:
             self._src.close()
             raise
@@ -207,6 +208,44 @@ class CaptureReader:
         self._out_if = np.zeros(self._max_n, dtype=np.uint16)
         self._out_link = np.empty(self._max_n, dtype=np.uint16)
 
+    def _probe_first_record(self) -> None:
+        """Raise at open, not mid-iteration, when a file has no readable record at all.
+
+        Only for files (a stream's first packet may be minutes away) and only on the bytes
+        already buffered; the walker's state is restored so iteration starts afresh.
+        """
+        if self._src.is_stream:
+            return
+        saved = [a.copy() for a in self._ng_arrays()] if self._pcap is None else []
+        while True:
+            n, pos, code, aux = self._walk(max_n=1)
+            for a, b in zip(self._ng_arrays() if saved else [], saved, strict=True):
+                a[:] = b
+            if n or code != walk.NEED_MORE or self._eof or self._end >= self._buf.shape[0]:
+                break
+            self._fill()  # a file: reading ahead until its end or a full buffer is harmless
+        if n:
+            return
+        if code not in (walk.FULL, walk.NEED_MORE):
+            raise CaptureError(f"{self.name}: {self._framing_problem(code, aux, self._base + pos)}")
+        if code == walk.NEED_MORE and self._eof and pos < self._end:
+            raise CaptureError(
+                f"{self.name}: truncated record at offset {self._base + pos} "
+                f"({self._end - pos} bytes left at the end of the capture)"
+            )
+
+    def _ng_arrays(self) -> list[np.ndarray]:
+        return [
+            self._state,
+            self._if_link,
+            self._if_snap,
+            self._if_tsres,
+            self._if_tsoff,
+            self._if_sect,
+            self._if_local,
+            self._counters,
+        ]
+
     # -- iteration --------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[PacketBatch]:
@@ -215,14 +254,15 @@ class CaptureReader:
         self._started = True
         return self._batches()
 
-    def _walk(self) -> tuple[int, int, int, int]:
+    def _walk(self, max_n: int = 0) -> tuple[int, int, int, int]:
+        max_n = max_n or self._max_n
         if self._pcap is not None:
             big, nano, hdr_len = self._pcap
             return walk.walk_pcap(
                 self._buf,
                 self._start,
                 self._end,
-                self._max_n,
+                max_n,
                 big,
                 nano,
                 hdr_len,
@@ -235,7 +275,7 @@ class CaptureReader:
             self._buf,
             self._start,
             self._end,
-            self._max_n,
+            max_n,
             self._state,
             self._if_link,
             self._if_snap,
@@ -273,23 +313,20 @@ class CaptureReader:
 
     def _framing_problem(self, code: int, aux: int, off: int) -> str:
         if code == walk.ERR_CAPLEN:
-            return (
-                f"record at offset {off} claims caplen {aux} > {walk.MAX_CAPLEN}; "
-                "stopped (corrupt file?)"
-            )
+            return f"record at offset {off} claims caplen {aux} > {walk.MAX_CAPLEN} (corrupt file?)"
         if code == walk.ERR_BLOCK_LEN:
-            return f"pcapng block at offset {off} has a bad length {aux}; stopped"
+            return f"pcapng block at offset {off} has a bad length {aux}"
         if code == walk.ERR_TRAILER:
-            return f"pcapng block at offset {off} has a mismatched trailing length {aux}; stopped"
-        return f"bad pcapng section header at offset {off}; stopped"
+            return f"pcapng block at offset {off} has a mismatched trailing length {aux}"
+        return f"bad pcapng section header at offset {off}"
 
     def _stop(self, problem: str) -> None:
         """A framing error: nothing after it can be trusted."""
         self._sync_pcapng_stats()
         self.stats.stream_bytes = self._base + self._start
         if self.stats.records == 0 and self.stats.lost_records == 0:
-            raise CaptureError(f"{self.name}: {problem.removesuffix('; stopped')}")
-        self.stats.warnings.append(problem)
+            raise CaptureError(f"{self.name}: {problem}")
+        self.stats.warnings.append(problem + "; stopped")
         self.stats.warnings.extend(self._src.warnings)
         self.stats.lost_records += 1
 

@@ -78,6 +78,10 @@ class _RawReader:
         del buf[got:]
         return bytes(buf)
 
+    @property
+    def is_stream(self) -> bool:
+        return self._fd is not None
+
     def more_ready(self) -> bool:
         """True when a stream has bytes waiting, so a read now would not block."""
         if self._fd is None:
@@ -143,6 +147,11 @@ class ByteSource:
         if self._gz is None:
             return self._raw.readinto(mv)
         return self._gunzip_into(mv)
+
+    @property
+    def is_stream(self) -> bool:
+        """A pipe, socket or terminal: reading ahead could block on data not yet written."""
+        return self._raw.is_stream
 
     def more_ready(self) -> bool:
         return bool(self._pending) or bool(self._gz_tail) or self._raw.more_ready()
