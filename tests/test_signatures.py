@@ -158,6 +158,26 @@ def test_server_only_stratum_is_mining_evidence():
     assert r.is_mining and r.feature("sig_stratum_server_notify") == 1
 
 
+def test_stratum_roles_swapped_mid_flow():
+    """A capture that starts mid-flow can make the pool the flow's initiator."""
+    pool_side = b'{"id":null,"method":"mining.notify","params":["1f","00ab",true]}\n'
+    miner_side = b'{"id":9,"method":"mining.submit","params":["w.1","1f","00","5f","01"]}\n'
+    r = inspect([pool_side], [miner_side])
+    assert r.is_mining
+    notify = next(e for e in r.evidence if e.detail.get("method") == "mining.notify")
+    assert notify.direction == "toserver" and notify.detail["roles_swapped"] == 1
+    assert notify.text.startswith("initiator sent stratum mining.notify")
+    submit = next(e for e in r.evidence if e.detail.get("method") == "mining.submit")
+    assert submit.direction == "toclient" and "swapped" in submit.text
+    assert r.feature("sig_stratum_submit") == r.feature("sig_stratum_server_notify") == 1
+
+
+def test_stratum_client_namespace_alone_is_a_hint():
+    r = inspect([b"{}"], [b'{"id":null,"method":"client.reconnect","params":[]}\n'])
+    assert not r.is_mining
+    assert [e.strength for e in r.evidence if e.family == "stratum"] == ["hint"]
+
+
 @pytest.mark.parametrize(
     "client",
     [

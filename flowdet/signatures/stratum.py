@@ -26,18 +26,19 @@ from flowdet.signatures.evidence import (
     Evidence,
     FamilyResult,
     FlowPayload,
+    Strength,
     mask_account,
     printable,
 )
 from flowdet.signatures.jsonrpc import JsonMessage
 
 FEATURES: tuple[str, ...] = (
-    "sig_stratum_client_method",  # the initiator sent any mining.* method
+    "sig_stratum_client_method",  # a miner's mining.* method was seen (normally from the initiator)
     "sig_stratum_subscribe",
     "sig_stratum_authorize",
     "sig_stratum_submit",
-    "sig_stratum_n_client_methods",  # distinct mining.* methods from the initiator
-    "sig_stratum_server_notify",  # the responder pushed mining.notify/set_difficulty/set_target
+    "sig_stratum_n_client_methods",  # distinct miner mining.* methods
+    "sig_stratum_server_notify",  # a pool pushed mining.notify/set_difficulty/set_target
     "sig_stratum_subscribe_result",  # the responder's result lists the mining.notify subscription
     "sig_stratum_ethereum",  # EthereumStratum/1.0 dialect
     "sig_stratum_equihash",  # ZCash/Equihash dialect (set_target, solution-sized submit)
@@ -133,66 +134,87 @@ def _describe_server(msg: JsonMessage, method: str) -> tuple[dict[str, str | int
     return detail, text
 
 
+def _client_features(msg: JsonMessage, method: str, features: dict[str, float]) -> None:
+    params = msg.params
+    if method == "mining.subscribe":
+        features["sig_stratum_subscribe"] = 1.0
+        agent = _first_str(params, 0)
+        if agent and miner_agent(agent):
+            features["sig_stratum_miner_agent"] = 1.0
+        if any(s.startswith("EthereumStratum/") for s in _strings(params)):
+            features["sig_stratum_ethereum"] = 1.0
+    elif method == "mining.authorize":
+        features["sig_stratum_authorize"] = 1.0
+    elif method == "mining.submit":
+        features["sig_stratum_submit"] = 1.0
+        # An Equihash solution: 2.7 KB of hex, usually cut by the prefix limit.
+        if any(_HEX.fullmatch(s) for s in _strings(params)) or _HEX_BYTES.search(msg.raw):
+            features["sig_stratum_equihash"] = 1.0
+
+
+def _subscribe_result(msg: JsonMessage, direction: Direction) -> Evidence:
+    who = "server" if direction == "toclient" else "initiator"
+    return Evidence(
+        "stratum",
+        "subscribe_result",
+        direction,
+        {"id": printable(msg.obj.get("id"), 20)},
+        f"{who} answered with stratum subscriptions (mining.notify / mining.set_difficulty ids)",
+    )
+
+
 def inspect(payload: FlowPayload) -> FamilyResult:
-    """Stratum v1 methods from both sides, the dialect, the agent and the worker."""
+    """Stratum v1 methods from both sides, the dialect, the agent and the worker.
+
+    A pool's method (mining.notify, ...) from the initiator, or a miner's method from the
+    responder, means the capture began mid-flow and the flow's roles came out swapped: still
+    stratum, reported with the side that really sent it and a note, and counted in the same
+    features as if the roles were right.
+    """
     features = dict.fromkeys(FEATURES, 0.0)
     evidence: list[Evidence] = []
     seen: set[tuple[Direction, str]] = set()
     client_methods: set[str] = set()
-
-    for msg in payload.client_messages:
-        method = msg.method
-        if method is None or not method.startswith("mining."):
-            continue
-        client_methods.add(method)
-        params = msg.params
-        if method == "mining.subscribe":
-            features["sig_stratum_subscribe"] = 1.0
-            agent = _first_str(params, 0)
-            if agent and miner_agent(agent):
-                features["sig_stratum_miner_agent"] = 1.0
-            if any(s.startswith("EthereumStratum/") for s in _strings(params)):
-                features["sig_stratum_ethereum"] = 1.0
-        elif method == "mining.authorize":
-            features["sig_stratum_authorize"] = 1.0
-        elif method == "mining.submit":
-            features["sig_stratum_submit"] = 1.0
-            # An Equihash solution: 2.7 KB of hex, usually cut by the prefix limit.
-            if any(_HEX.fullmatch(s) for s in _strings(params)) or _HEX_BYTES.search(msg.raw):
-                features["sig_stratum_equihash"] = 1.0
-        if ("toserver", method) not in seen:
-            seen.add(("toserver", method))
-            detail, text = _describe_client(msg, method)
+    streams: tuple[tuple[Direction, tuple[JsonMessage, ...]], ...] = (
+        ("toserver", payload.client_messages),
+        ("toclient", payload.server_messages),
+    )
+    for direction, messages in streams:
+        for msg in messages:
+            method = msg.method
+            if method is None:
+                if not features["sig_stratum_subscribe_result"] and _names_subscription(msg.result):
+                    features["sig_stratum_subscribe_result"] = 1.0
+                    evidence.append(_subscribe_result(msg, direction))
+                continue
+            if method in SERVER_METHODS:
+                if method in ("mining.notify", "mining.set_difficulty", "mining.set_target"):
+                    features["sig_stratum_server_notify"] = 1.0
+                if method == "mining.set_target":
+                    features["sig_stratum_equihash"] = 1.0
+                name, (detail, text) = "server_method", _describe_server(msg, method)
+                swapped = direction == "toserver"
+            elif method.startswith("mining."):
+                client_methods.add(method)
+                _client_features(msg, method, features)
+                name, (detail, text) = "client_method", _describe_client(msg, method)
+                swapped = direction == "toclient"
+            else:
+                continue
+            if (direction, method) in seen:
+                continue
+            seen.add((direction, method))
             if msg.partial:
                 detail["partial"] = 1
-            evidence.append(Evidence("stratum", "client_method", "toserver", detail, text))
-
-    for msg in payload.server_messages:
-        method = msg.method
-        if method is None:
-            if not features["sig_stratum_subscribe_result"] and _names_subscription(msg.result):
-                features["sig_stratum_subscribe_result"] = 1.0
-                evidence.append(
-                    Evidence(
-                        "stratum",
-                        "subscribe_result",
-                        "toclient",
-                        {"id": printable(msg.obj.get("id"), 20)},
-                        "server answered with stratum subscriptions "
-                        "(mining.notify / mining.set_difficulty ids)",
-                    )
+            if swapped:
+                detail["roles_swapped"] = 1
+                text = text.replace("client sent", "responder sent", 1).replace(
+                    "server sent", "initiator sent", 1
                 )
-            continue
-        if not (method.startswith("mining.") or method in SERVER_METHODS):
-            continue
-        if method in ("mining.notify", "mining.set_difficulty", "mining.set_target"):
-            features["sig_stratum_server_notify"] = 1.0
-        if method == "mining.set_target":
-            features["sig_stratum_equihash"] = 1.0
-        if ("toclient", method) not in seen:
-            seen.add(("toclient", method))
-            detail, text = _describe_server(msg, method)
-            evidence.append(Evidence("stratum", "server_method", "toclient", detail, text))
+                text += " - the roles look swapped (capture started mid-flow?)"
+            # client.reconnect / client.show_message alone are stratum-flavoured names, not proof
+            strength: Strength = "message" if method.startswith("mining.") else "hint"
+            evidence.append(Evidence("stratum", name, direction, detail, text, strength))
 
     if client_methods:
         features["sig_stratum_client_method"] = 1.0
