@@ -11,9 +11,9 @@ import click
 
 from flowdet import __version__
 from flowdet.errors import FlowdetError
+from flowdet.explain import explain_command
 from flowdet.flows.command import flows_command
 from flowdet.lab.commands import lab as lab_command
-from flowdet.explain import explain_command
 from flowdet.score import score_command
 from flowdet.train_cmd import evaluate_command, train_command
 
