@@ -2,8 +2,9 @@
 
 Two methods, the better one that the model allows:
 
-- ``contribution`` (tree ensembles: RandomForest, ExtraTrees, a DecisionTree, alone or as
-  the last step of a Pipeline): the Saabas decomposition. Walking a tree from the root to
+- ``contribution`` (tree ensembles: RandomForest, ExtraTrees, a DecisionTree or a
+  HistGradientBoosting classifier, alone or as the last step of a Pipeline): the Saabas
+  decomposition. Walking a tree from the root to
   the flow's leaf, each split moves the class-probability estimate; the move is credited to
   the split's feature. Averaged over trees, the contributions plus the root prior sum
   exactly to the predicted probability, so they are an honest account of this prediction
@@ -81,6 +82,57 @@ def tree_contributions(est: Any, x: np.ndarray, class_index: int) -> np.ndarray 
     return total / len(trees)
 
 
+def hgb_contributions(est: Any, x: np.ndarray, class_index: int) -> np.ndarray | None:
+    """Saabas contributions for a HistGradientBoostingClassifier, in raw-score (log-odds)
+    units, for one row; None if `est` is not one (or uses categorical splits).
+
+    Each boosting iteration adds one tree per class to that class's raw score; walking the
+    row's path, every split's change of node value is credited to the split's feature.
+    sklearn stores leaf values already multiplied by the learning rate and split-node values
+    without it, so split nodes are scaled here to keep the path differences consistent; the
+    root value is 0 and the contributions sum to raw score - baseline. With several classes
+    the contribution to class k is taken relative to the mean of the other classes (the
+    softmax only sees differences of raw scores).
+    """
+    pre: list[Any] = []
+    if hasattr(est, "steps"):
+        pre = [step for _, step in est.steps[:-1] if step not in (None, "passthrough")]
+        est = est.steps[-1][1]
+    predictors = getattr(est, "_predictors", None)
+    if not predictors:
+        return None
+    xt = np.asarray(x, dtype=np.float64).reshape(1, -1)
+    for step in pre:
+        xt = step.transform(xt)
+    row = np.asarray(xt, dtype=np.float64).ravel()
+    lr = float(getattr(est, "learning_rate", 1.0))
+    n_cls = len(predictors[0])
+    total = np.zeros((n_cls, row.shape[0]))
+    for trees in predictors:
+        for k, tree in enumerate(trees):
+            nodes = tree.nodes
+            if nodes["is_categorical"].any():
+                return None
+            value = np.where(nodes["is_leaf"] == 1, nodes["value"], nodes["value"] * lr)
+            node = 0
+            while not nodes["is_leaf"][node]:
+                f = int(nodes["feature_idx"][node])
+                v = row[f]
+                if np.isnan(v):
+                    go_left = bool(nodes["missing_go_to_left"][node])
+                else:
+                    go_left = v <= nodes["num_threshold"][node]
+                child = int(nodes["left"][node] if go_left else nodes["right"][node])
+                total[k, f] += value[child] - value[node]
+                node = child
+    if n_cls == 1:  # binary: one raw score, for the positive class (classes_[1])
+        return total[0] if class_index == 1 else -total[0]
+    if class_index >= n_cls:
+        return None
+    others = np.delete(total, class_index, axis=0).mean(axis=0)
+    return total[class_index] - others
+
+
 def _class_index(est: Any, classes: Sequence[str], label: str) -> int | None:
     est_classes = list(getattr(_final(est), "classes_", []))
     if label in est_classes:
@@ -146,7 +198,11 @@ def drivers_for(
     method = "none"
     if est is not None:
         ci = _class_index(est, detector.classes, label)
-        contrib = tree_contributions(est, x, ci) if ci is not None else None
+        contrib = None
+        if ci is not None:
+            contrib = tree_contributions(est, x, ci)
+            if contrib is None:
+                contrib = hgb_contributions(est, x, ci)
         if contrib is not None and len(contrib) == len(names):
             weights = dict(zip(names, contrib.tolist(), strict=True))
             method = "contribution"

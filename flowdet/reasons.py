@@ -280,7 +280,7 @@ def typed_pairs(rec: FlowRecord, size: int) -> tuple[int, int, int]:
         count += sum(1 for _, n, _ in pay if n == size)
         for k in range(1, len(pay) - 1):
             d, n, t = pay[k]
-            d2, n2, t2 = pay[k + 1]
+            d2, _, t2 = pay[k + 1]
             if n == size and d2 != d and (t2 - t) < (t - pay[k - 1][2]):
                 typed[d] += 1
     return typed[0], typed[1], count
@@ -366,6 +366,40 @@ def describe_second_handshake(rec: FlowRecord, sig: SignatureResult | None) -> s
     return None
 
 
+def _bin_text(k: int) -> str:
+    lo = 1 << k
+    if k == 0:
+        return "1 B"
+    return f"{lo}+ B" if k >= 11 else f"{lo}-{(lo << 1) - 1} B"
+
+
+def describe_size_bins(rec: FlowRecord, sig: SignatureResult | None) -> str | None:
+    """The dominant payload size range per side (the log2 histogram the model sees)."""
+    parts = []
+    for d, who in (("toserver", "client"), ("toclient", "server")):
+        hist = getattr(rec, f"payload_hist_{d}")
+        n = sum(hist)
+        if n < 2:
+            continue
+        k = max(range(len(hist)), key=lambda i: hist[i])
+        parts.append(f"{who} {_bin_text(k)} ({hist[k]} of {n})")
+    if not parts:
+        return None
+    return "most payloads are " + ", ".join(parts)
+
+
+def describe_first_payloads(rec: FlowRecord, sig: SignatureResult | None) -> str | None:
+    """Sizes of the first payload packets, client + / server -, in order: protocol
+    handshakes (a 64/234-byte Noise handshake, a JSON login, an SSH banner) show here."""
+    fp = rec.first_pkts
+    sizes = [
+        f"{'C' if d == 0 else 'S'}{n}" for d, n in zip(fp["dir"], fp["len"], strict=True) if n > 0
+    ][:8]
+    if len(sizes) < 2:
+        return None
+    return "first payload packets (C = client, S = server, bytes): " + " ".join(sizes)
+
+
 Describer = Callable[[FlowRecord, SignatureResult | None], str | None]
 
 # name -> (describer, regex of the model feature names it speaks for)
@@ -381,6 +415,8 @@ DESCRIBERS: dict[str, tuple[Describer, str]] = {
     "keystrokes": (describe_keystrokes, r"ks1|ks2|keystroke"),
     "second_handshake": (describe_second_handshake, r"big_after_idle|handshake|inner"),
     "modal_sizes": (describe_modal_sizes, r"mode_len|mode_frac|hist_mode|alternation"),
+    "size_bins": (describe_size_bins, r"hist_to"),
+    "first_payloads": (describe_first_payloads, r"early_size|first_payload"),
     "volume": (describe_volume, r"upload_|log_payload_bytes|ratio"),
 }
 
