@@ -52,16 +52,25 @@ class Wan:
     jitter_ms: float
     loss: float
     rate_mbps: float
+    ttl: int = 64  # the outside host's initial TTL, less the hops it is away
+    mtu: int = 1500  # the outside host's link MTU (its TCP MSS follows)
 
     @classmethod
     def choose(cls, rng: random.Random) -> Wan:
-        """A plausible Internet path: 20–150 ms RTT, a few % jitter, up to 0.5 % loss."""
+        """A plausible Internet path: 20–150 ms RTT, a few % jitter, up to 0.5 % loss.
+
+        TTL and MTU vary too, so no constant of the lab (TTL 63, MSS 1460) can stand in for
+        the label in a model that happens to see them.
+        """
         rtt = rng.uniform(20.0, 150.0)
+        hops = rng.randint(6, 22)
         return cls(
             rtt_ms=round(rtt, 1),
             jitter_ms=round(rtt / 2 * rng.uniform(0.02, 0.12), 2),
             loss=round(rng.choice([0.0, 0.0005, 0.001, 0.002, 0.005]), 4),
             rate_mbps=round(10 ** rng.uniform(1.0, 2.0), 1),  # 10–100 Mbit/s
+            ttl=rng.choice([64, 64, 64, 128, 255]) - hops,
+            mtu=rng.choice([1500, 1500, 1500, 1500, 1492, 1480, 1460, 1420]),
         )
 
     def to_json(self) -> dict[str, float]:
@@ -157,6 +166,8 @@ class Topology:
         self._start_delayline()
         for host in OUTSIDE:
             o = self.ns[host]
+            self._in(host, "sysctl", "-qw", f"net.ipv4.ip_default_ttl={self.wan[host].ttl}")
+            _ip("-n", o, "link", "set", "wan0", "mtu", str(self.wan[host].mtu))
             _ip("-n", r, "link", "set", f"wan-{host}", "up")
             _ip("-n", r, "route", "add", PREFIXES[host], "dev", f"wan-{host}")
             _ip("-n", o, "addr", "add", f"{ADDRESSES[host]}/24", "dev", "wan0")

@@ -508,6 +508,81 @@ def git_over_ssh(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     return [Expect("sandbox", "outside", port, "tcp", "benign")]
 
 
+def idle_shell(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """A shell left open on keepalives (ServerAliveInterval), then picked up again: the
+    benign twin of the idle reverse tunnel, so idleness and keepalives alone mean nothing."""
+    pace = _pace(profile)
+    world, crypto, port = _common(lab, rng)
+    keepalive = _keepalive(rng, pace, always=True)
+    proc = lab.spawn(
+        "sandbox",
+        world.ssh("sandbox", lab.ip("outside"), port, crypto, options=["-tt", *keepalive]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    term = Terminal(lab, proc, rng)
+    home = world.home("outside")
+    shell_session(term, rng, rng.randint(*pace.commands), pace.pause, home, edit=False)
+    idle = rng.uniform(*pace.idle)
+    lab.sleep(idle)
+    shell_session(term, rng, rng.randint(*pace.commands), pace.pause, home,
+                  edit=profile != "quick")  # fmt: skip
+    if term.close(pace.timeout) != 0:
+        raise LabError("the idle shell ended with an error")
+    lab.note(idle_s=round(idle, 1), keepalive=keepalive[1], keys_typed=term.keys)
+    return [Expect("sandbox", "outside", port, "tcp", "benign")]
+
+
+def multiplexed(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """One ControlMaster connection carrying many sessions (commands, a shell, scp), as
+    ansible and ssh-heavy admins use it: many channels in one flow, yet no forwarding."""
+    pace = _pace(profile)
+    world, crypto, port = _common(lab, rng)
+    ctl = lab.workdir / "cm-%C"
+    mux = ["-o", "ControlMaster=no", "-o", f"ControlPath={ctl}"]
+    ip = lab.ip("outside")
+    master_opts = ["-o", "ControlMaster=yes", "-o", f"ControlPath={ctl}"]
+    master = lab.spawn("sandbox", world.ssh("sandbox", ip, port, crypto, "-N", options=master_opts))
+    # the master is up once a client can use its socket
+    deadline = pace.timeout
+    while deadline > 0:
+        probe = lab.spawn(
+            "sandbox", world.ssh("sandbox", ip, port, crypto, options=[*mux, "-O", "check"])
+        )
+        if wait(probe, 10, "ssh -O check") == 0:
+            break
+        lab.sleep(0.2)
+        deadline -= 0.2
+    (world.home("sandbox") / "play.yml").write_text("- hosts: all\n  tasks: []\n" * 20)
+    cmds = [
+        "uname -a",
+        "cat /etc/os-release",
+        "df -h",
+        "python3 -c 'import sys; print(sys.version)'",
+        "ls -la /etc/ssh",
+        "test -d /var/tmp && echo ok",
+        "id -u",
+        "uptime",
+    ]
+    playbook = str(world.home("sandbox") / "play.yml")
+    runs = rng.randint(*pace.repeats) + 2
+    for i in range(runs):
+        if i == runs // 2:
+            scp = ["scp", "-F", str(world.config("sandbox")), "-P", str(port), *crypto.options(),
+                   *mux, playbook, f"root@{ip}:{world.home('outside')}/"]  # fmt: skip
+            check(lab.spawn("sandbox", scp), pace.timeout, "scp over the master")
+        else:
+            argv = world.ssh("sandbox", ip, port, crypto, rng.choice(cmds), options=mux)
+            check(lab.spawn("sandbox", argv), pace.timeout, "command over the master")
+        lab.sleep(rng.uniform(0.05, 0.6))  # a tool's pace, not a person's
+    close = world.ssh("sandbox", ip, port, crypto, options=[*mux, "-O", "exit"])
+    check(lab.spawn("sandbox", close), pace.timeout, "ssh -O exit")
+    wait(master, pace.timeout, "the ssh master")
+    lab.note(sessions=runs)
+    return [Expect("sandbox", "outside", port, "tcp", "benign")]
+
+
 def _scn(name: str, label: str, run, description: str) -> Scenario:  # type: ignore[no-untyped-def]
     return Scenario(name=name, label=label, description=description, profiles=ALL, run=run)
 
@@ -535,4 +610,8 @@ SCENARIOS: list[Scenario] = [
          "scp (sftp and legacy protocol), sftp batch and rsync, both ways"),
     _scn("ssh-git", "benign", git_over_ssh,
          "git clone, commit, pull --rebase and push over ssh"),
+    _scn("ssh-idle-shell", "benign", idle_shell,
+         "a shell idle on ServerAliveInterval keepalives, then used again"),
+    _scn("ssh-multiplexed", "benign", multiplexed,
+         "ControlMaster: commands, and scp as sessions over one connection"),
 ]  # fmt: skip
