@@ -64,19 +64,16 @@ def flow_prefixes(
     tshark: str | None = None,
     max_packets: int = MAX_PACKETS,
     max_bytes: int = MAX_BYTES,
-    decode_as: tuple[str, ...] = (),
 ) -> list[FlowPrefix]:
     """Flows of `pcap` that carried TCP payload, in order of first appearance.
 
-    `decode_as` passes tshark -d rules (e.g. "tcp.port==2222,ssh"); they do not change the
-    payload bytes, only which dissector tshark would use.
+    `max_packets` / `max_bytes` default to the flows stage's limits; tests raise them to see
+    whole handshakes.
     """
     tshark = tshark or shutil.which("tshark")
     if tshark is None:
         raise FlowdetError("tshark not found (Debian package tshark)")
     cmd = [tshark, "-n", "-r", str(pcap), "-Y", "tcp.len > 0 or tcp.flags.syn == 1"]
-    for rule in decode_as:
-        cmd += ["-d", rule]
     cmd += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
     for name in _FIELDS:
         cmd += ["-e", name]
