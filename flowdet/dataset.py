@@ -59,6 +59,29 @@ class Dataset:
     def flow_labels(self) -> np.ndarray:
         return np.array([f["label"] for f in self.flows], dtype=object)
 
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The given rows (bool mask or indices), with flows renumbered."""
+        idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        keep = np.unique(self.flow[idx])
+        remap = np.full(len(self.flows), -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        return Dataset(
+            X=self.X[idx],
+            y=self.y[idx],
+            flow=remap[self.flow[idx]],
+            final=self.final[idx],
+            checkpoint=self.checkpoint[idx],
+            client_payload_pkts=self.client_payload_pkts[idx],
+            elapsed=self.elapsed[idx],
+            flows=[self.flows[k] for k in keep.tolist()],
+            summary=dict(self.summary),
+        )
+
+    def flow_attr(self, name: str) -> np.ndarray:
+        """A per-flow attribute (capture, scenario, group, label ...) for every row."""
+        vals = np.array([f[name] for f in self.flows], dtype=object)
+        return vals[self.flow] if len(self.flows) else np.zeros(0, dtype=object)
+
     def weights(self) -> np.ndarray:
         """1 / records-of-the-flow, times a class balance over flows (each class sums equal)."""
         per_flow = np.bincount(self.flow, minlength=len(self.flows)).astype(np.float64)
@@ -77,6 +100,7 @@ def build_dataset(
     unlabelled_as_benign: bool = False,
     config: FlowConfig | None = None,
     progress: Progress | None = stderr_progress,
+    what: str = "train",
 ) -> Dataset:
     """Read captures (files or folders), label their flows, featurize every record.
 
@@ -117,20 +141,20 @@ def build_dataset(
         except CaptureError as exc:
             bad_captures.append(f"{src.name}: {exc}")
             if progress:
-                progress(f"train: [{i}/{len(sources)}] {src.name}: skipped ({exc})")
+                progress(f"{what}: [{i}/{len(sources)}] {src.name}: skipped ({exc})")
             continue
         if progress:
             progress(
-                f"train: [{i}/{len(sources)}] {src.name}: {len(flows) - before} labelled flows, "
+                f"{what}: [{i}/{len(sources)}] {src.name}: {len(flows) - before} labelled flows, "
                 f"{n_rec} records, {skipped_unlabelled[src.name]} unlabelled flows skipped"
             )
     unmatched = _unmatched_rows(sources)
     if progress and unmatched:
         progress(
-            f"train: warning: {len(unmatched)} label rows matched no flow (e.g. {unmatched[0]})"
+            f"{what}: warning: {len(unmatched)} label rows matched no flow (e.g. {unmatched[0]})"
         )
     if progress and bad_captures:
-        progress(f"train: warning: {len(bad_captures)} captures could not be read")
+        progress(f"{what}: warning: {len(bad_captures)} captures could not be read")
     X = np.concatenate(Xs) if Xs else np.zeros((0, len(FEATURE_NAMES)), np.float32)
     flow_arr = np.array(flow_idx, dtype=np.int64)
     first_start = np.array([starts[k] for k in range(len(flows))])

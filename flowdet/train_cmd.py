@@ -145,7 +145,7 @@ def evaluate_command(
 
     det = Detector.load(model_path)
     th = _parse_thresholds(thresholds) or det.thresholds
-    ds = build_dataset(data, labels, unlabelled_benign, progress=_log)
+    ds = build_dataset(data, labels, unlabelled_benign, progress=_log, what="evaluate")
     if len(ds) == 0:
         raise FlowdetError("no labelled flows in DATA: nothing to evaluate")
     proba = det.predict_proba(ds.X)
