@@ -146,6 +146,8 @@ def test_wan_choices_are_plausible_and_seeded() -> None:
     assert all(20 <= w.rtt_ms <= 150 and 0 <= w.loss <= 0.005 for w in a)
     assert all(0 < w.jitter_ms < w.rtt_ms / 2 and 10 <= w.rate_mbps <= 100 for w in a)
     assert len({w.rtt_ms for w in a}) > 100
+    assert all(30 <= w.ttl <= 250 and 1400 <= w.mtu <= 1500 for w in a)
+    assert len({w.ttl for w in a}) > 10 and len({w.mtu for w in a}) > 2
 
 
 def _direction(**kw: float) -> tuple[Direction, int, int]:
