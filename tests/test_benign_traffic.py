@@ -144,7 +144,7 @@ def test_websocket_server_and_clients_over_tls(pki: tuple[Path, Path]) -> None:
         procs = start_clients([
             _module("websocket", "client", "--port", port, "--mode", mode, *_tls(cert),
                     "--interval", 0.3, "--duration", 2)
-            for mode in ("chat", "ticker", "newheads", "engineio")
+            for mode in ("chat", "ticker", "newheads", "engineio", "terminal")
         ])  # fmt: skip
         # An independent client: our own handshake check, then the server's pushes decoded
         # frame by frame, with their spacing measured.
@@ -184,6 +184,9 @@ def test_websocket_server_and_clients_over_tls(pki: tuple[Path, Path]) -> None:
     assert by_mode["chat"]["received_kinds"].get("ack", 0) >= 1
     assert by_mode["ticker"]["received_kinds"].get("ticker", 0) >= 3
     assert by_mode["newheads"]["received_kinds"].get("eth_subscription", 0) >= 3
+    tty = by_mode["terminal"]
+    assert set(tty["opcodes"]) == {"2"}  # ttyd framing: binary frames only
+    assert tty["received_kinds"]["title"] == 1 and tty["received_kinds"]["output"] >= 3
     eio = by_mode["engineio"]["received_kinds"]
     assert eio.get("0") == 1 and eio.get("40") == 1 and eio.get("2", 0) >= 3
 
@@ -430,6 +433,40 @@ def test_nginx_browse_download_poll(nginx: dict) -> None:
     log = next(nginx["root"].parent.glob("site-nginx-*")) / "access.log"
     logged = log.read_text().count('"GET ')
     assert logged >= browse["sent"] + browse_tls["sent"] + poll["sent"] + 1 + len(dl_curl)
+
+
+def test_browse_and_download_through_connect_proxy(nginx: dict) -> None:
+    cert, https = nginx["cert"], nginx["https"]
+    proxy = subprocess.Popen(
+        _module("proxy", "server", "--port", 0, "--upstream", "127.0.0.1", "--allow-port", https),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = json.loads(proxy.stdout.readline())["listening"][1]  # type: ignore[union-attr]
+        via = ["--proxy", f"127.0.0.1:{port}"]
+        argvs = [
+            _module("web", "browse", "--port", https, *_tls(cert), *via, "--duration", 1.2,
+                    "--interval", 0.4, "--connections", 2),
+        ]  # fmt: skip
+        if shutil.which("curl"):
+            argvs.append(_module("web", "download", "--port", https, *_tls(cert), *via,
+                                 "--via", "curl", "--path", "/dl/release-6M.tar.gz"))  # fmt: skip
+        summaries = finish(start_clients(argvs))
+        # A CONNECT to a port that is not a TLS port is refused, as Squid does by default.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"CONNECT www.example.com:25 HTTP/1.1\r\nHost: www.example.com:25\r\n\r\n")
+            refused = s.recv(4096)
+    finally:
+        proxy.terminate()
+        _, err = proxy.communicate(timeout=5)
+    browse = summaries[0]
+    assert browse["errors"] == 0 and browse["received"] == browse["sent"] > browse["pages"] >= 2
+    assert browse["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    tunnels = err.count(f"CONNECT www.example.com:{https}")
+    assert tunnels == browse["connections"] + len(summaries) - 1  # every connection tunnelled
+    for dl in summaries[1:]:
+        assert dl["bytes_received"] == 6 << 20
+    assert refused.startswith(b"HTTP/1.1 403")
 
 
 def test_nginx_tls_handshake_and_sni(nginx: dict) -> None:

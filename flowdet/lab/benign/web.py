@@ -6,7 +6,8 @@ images and fonts of realistic sizes, a JSON status endpoint and large binary fil
 clients are what a browser, a download tool and a monitoring scraper do to such a server:
 
 - `browse`   pages, then their assets over a small pool of keep-alive connections, with
-             think time between pages and conditional (If-Modified-Since) revisits;
+             think time between pages and conditional (If-Modified-Since) revisits, directly
+             or through an HTTP CONNECT proxy (`--proxy`, see `proxy.py`);
 - `download` tens of MB over HTTP/1.1 or TLS, with Python's http.client or curl(1);
 - `poll`     a scraper hitting `/nginx_status` and `/api/status.json` every N seconds on one
              keep-alive TLS connection: periodic, small, long-lived, like a miner's keepalive.
@@ -238,13 +239,34 @@ def serve(argv: Sequence[str]) -> int:
 class _Conn(http.client.HTTPSConnection):
     """HTTPS to an address with the certificate name as SNI and Host, like a browser after DNS."""
 
-    def __init__(self, addr: str, port: int, sni: str, ctx: ssl.SSLContext) -> None:
+    def __init__(
+        self, addr: str, port: int, sni: str, ctx: ssl.SSLContext, proxy: str | None = None
+    ) -> None:
         super().__init__(sni, port, context=ctx, timeout=15)
         self._addr = addr
         self._ctx = ctx
+        self._proxy = proxy
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._addr, self.port), self.timeout)
+        if self._proxy:  # a browser behind a forward proxy: CONNECT, then TLS end to end
+            phost, _, pport = self._proxy.rpartition(":")
+            sock = socket.create_connection((phost, int(pport)), self.timeout)
+            sock.sendall(
+                f"CONNECT {self.host}:{self.port} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"User-Agent: {UA}\r\nProxy-Connection: keep-alive\r\n\r\n".encode()
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise http.client.HTTPException("proxy closed the connection")
+                head += chunk
+            status = head.split(b"\r\n", 1)[0]
+            if b" 200 " not in status + b" ":
+                sock.close()
+                raise http.client.HTTPException(f"proxy refused: {status.decode('latin-1')}")
+        else:
+            sock = socket.create_connection((self._addr, self.port), self.timeout)
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
@@ -261,7 +283,11 @@ class Client:
     def connect(self) -> http.client.HTTPConnection:
         if self.ctx is not None:
             conn: http.client.HTTPConnection = _Conn(
-                self.args.server, self.args.port, self.args.sni or self.args.server, self.ctx
+                self.args.server,
+                self.args.port,
+                self.args.sni or self.args.server,
+                self.ctx,
+                self.args.proxy,
             )
         else:
             conn = http.client.HTTPConnection(self.args.server, self.args.port, timeout=15)
@@ -401,6 +427,8 @@ def _curl(client: Client, path: str) -> None:
     cmd.append(f"{scheme}://{host}:{a.port}{path}")
     if a.rate:
         cmd += ["--limit-rate", a.rate]
+    if a.proxy:
+        cmd += ["--proxy", f"http://{a.proxy}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     parts = out.stdout.split()
     client.tally.connections += 1
@@ -448,7 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--via", choices=("python", "curl"), default="python")
     p.add_argument("--rate", help="download via curl: --limit-rate, e.g. 20M")
     p.add_argument("--tls-max", help="download via curl: highest TLS version, e.g. 1.2")
+    p.add_argument("--proxy", help="HOST:PORT of an HTTP CONNECT proxy (with --tls)")
     args = p.parse_args(argv[1:])
+    if args.proxy and not args.tls:
+        p.error("--proxy needs --tls (the proxy only CONNECTs to TLS ports)")
     if args.path is None:
         args.path = (
             ["/dl/release-16M.tar.gz"] if argv[0] == "download"

@@ -9,6 +9,9 @@ the request path, the way real services route websocket endpoints:
 - `/notify`     the server pushes notifications, the client sends an application heartbeat;
 - `/socket.io/` Engine.IO v4 framing: server ping `2` every interval, client pong `3`, events
                 as `42[...]` (what Socket.IO apps put on the wire);
+- `/ws`         a web terminal in ttyd's framing: keystrokes one binary frame each at typing
+                speed, echoed, then a burst of command output: the interactive rhythm of an SSH
+                session (the SSH-tunnel class's look-alike) inside an ordinary wss connection;
 - `/rpc`        JSON-RPC 2.0 subscription: a price ticker (`subscribe`/`ticker`) or Ethereum
                 `eth_subscribe` to `newHeads` (read-only chain data, never work/submit calls).
 
@@ -48,14 +51,20 @@ from flowdet.lab.benign.common import (
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 MAX_PAYLOAD = 1 << 20
-MODES = ("chat", "notify", "engineio", "ticker", "newheads")
+MODES = ("chat", "notify", "engineio", "ticker", "newheads", "terminal")
 PATHS = {
     "chat": "/chat",
     "notify": "/notify",
     "engineio": "/socket.io/?EIO=4&transport=websocket",
     "ticker": "/rpc",
     "newheads": "/rpc",
+    "terminal": "/ws",
 }
+# ttyd's message types: the first byte of every binary frame.
+TTY_INPUT, TTY_RESIZE, TTY_OUTPUT, TTY_TITLE, TTY_PREFS = b"0", b"1", b"0", b"1", b"2"
+COMMANDS = ("ls -la", "git status", "top -bn1 | head", "tail -n 50 /var/log/syslog", "cd src",
+            "make test", "vim README.md", "df -h", "ps aux | grep nginx", "cat config.yaml",
+            "history | tail", "ssh-add -l", "docker ps", "kubectl get pods")  # fmt: skip
 WORDS = [
     "ok",
     "sure",
@@ -86,6 +95,14 @@ WORDS = [
     "me",
     "when",
 ]
+LOREM_OUT = (
+    b"drwxr-xr-x  5 dev dev  4096 Nov 27 09:12 src\r\n",
+    b"-rw-r--r--  1 dev dev 18231 Nov 26 17:40 README.md\r\n",
+    b"root       812  0.0  0.1  55180  1632 ?  Ss 08:01 0:00 nginx: master\r\n",
+    b"/dev/sda1        98G   41G   52G  45% /\r\n",
+    b"api-7d9f8c6b5-x2kq9   1/1   Running   0   3d4h\r\n",
+    b"    modified:   flowdet/lab/runner.py\r\n",
+)
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD", "EUR-USD", "AAPL", "MSFT", "XAU-USD")
 
 
@@ -331,6 +348,8 @@ class Server:
             await self._engineio(peer, rng)
         elif path.startswith("/rpc"):
             await self._rpc(peer, rng)
+        elif path.startswith("/ws"):
+            await self._terminal(peer, rng)
         elif path.startswith("/notify"):
             await self._push(peer, rng, self._notification)
         else:
@@ -408,6 +427,32 @@ class Server:
                     await peer.send_text("43" + text[2:8].split("[")[0] + '[{"ok":true}]')
         finally:
             task.cancel()
+
+    async def _terminal(self, peer: Peer, rng: random.Random) -> None:
+        """A shell behind ttyd: echo each keystroke, answer Enter with command output."""
+        prompt = b"\x1b[01;32mdev@box\x1b[00m:\x1b[01;34m~/src\x1b[00m$ "
+        line = bytearray()
+        async for frame in peer.messages():
+            data = frame.payload
+            if frame.opcode == OP_TEXT or data[:1] == b"{":  # the initial auth/size message
+                await peer.send(OP_BINARY, TTY_TITLE + b"dev@box: ~/src")
+                await peer.send(OP_BINARY, TTY_PREFS + b'{"fontSize":14}')
+                await peer.send(OP_BINARY, TTY_OUTPUT + b"Last login: today\r\n" + prompt)
+            elif data[:1] == TTY_INPUT:
+                keys = data[1:]
+                if keys == b"\r":
+                    size = int(min(30_000, rng.lognormvariate(6.0, 1.2))) if line else 0
+                    out = b"".join(rng.choice(LOREM_OUT) for _ in range(size // 40 + 1))[:size]
+                    line.clear()
+                    # Output arrives as a terminal sends it: a few writes, not one big frame.
+                    await peer.send(OP_BINARY, TTY_OUTPUT + b"\r\n")
+                    for i in range(0, len(out), 4096):
+                        await asyncio.sleep(rng.uniform(0.001, 0.02))
+                        await peer.send(OP_BINARY, TTY_OUTPUT + out[i : i + 4096])
+                    await peer.send(OP_BINARY, TTY_OUTPUT + prompt)
+                else:
+                    line += keys
+                    await peer.send(OP_BINARY, TTY_OUTPUT + keys)  # the echo
 
     async def _rpc(self, peer: Peer, rng: random.Random) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -513,7 +558,11 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
         async for frame in peer.messages():
             opcodes[str(frame.opcode)] = opcodes.get(str(frame.opcode), 0) + 1
             text = frame.payload.decode(errors="replace")
-            if args.mode == "engineio":
+            if args.mode == "terminal":
+                kind = {b"0": "output", b"1": "title", b"2": "prefs"}.get(frame.payload[:1], "?")
+                if kind == "output":
+                    tally.extra["output_bytes"] = tally.extra.get("output_bytes", 0) + len(text) - 1
+            elif args.mode == "engineio":
                 kind = text[:2] if text[:1] == "4" else text[:1]
                 if text == "2":
                     await peer.send_text("3")
@@ -537,6 +586,9 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
         await peer.send_json(
             {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
         )
+    elif args.mode == "terminal":
+        cols, rows = rng.choice(((80, 24), (120, 40), (203, 52)))
+        await peer.send_json({"AuthToken": "", "columns": cols, "rows": rows})
     rid = 1
     while True:
         wait = jittered(rng, args.interval, args.jitter)
@@ -556,6 +608,8 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
                 )  # fmt: skip
         elif args.mode == "notify":
             await peer.send_json({"type": "ping", "ts": int(time.time() * 1000)})
+        elif args.mode == "terminal":
+            await _type_command(peer, rng, deadline)
         elif args.mode == "engineio":
             await peer.send_text(
                 "42" + json.dumps(["heartbeat", {"view": rng.choice(("inbox", "feed", "cart"))}])
@@ -573,6 +627,21 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
         await writer.wait_closed()
     tally.extra.update(mode=args.mode, opcodes=opcodes, received_kinds=received_kinds)
     emit(tally.summary("websocket"))
+
+
+async def _type_command(peer: Peer, rng: random.Random, deadline: float) -> None:
+    """Type one command a key per frame at human speed (with the odd correction), then Enter."""
+    for ch in rng.choice(COMMANDS):
+        await asyncio.sleep(max(0.03, rng.gauss(0.14, 0.06)))
+        await peer.send(OP_BINARY, TTY_INPUT + ch.encode())
+        if rng.random() < 0.04:  # a typo and its backspace
+            await asyncio.sleep(max(0.05, rng.gauss(0.3, 0.1)))
+            await peer.send(OP_BINARY, TTY_INPUT + b"\x7f")
+            await peer.send(OP_BINARY, TTY_INPUT + ch.encode())
+        if time.monotonic() > deadline:
+            break
+    await asyncio.sleep(max(0.05, rng.gauss(0.3, 0.1)))
+    await peer.send(OP_BINARY, TTY_INPUT + b"\r")
 
 
 def client(argv: Sequence[str]) -> int:

@@ -97,8 +97,11 @@ class _Session:
     def cert(self, host: str, name: str) -> tuple[Path, Path]:
         return make_certificate(self.lab.workdir / "benign-pki", [name], [self.lab.ip(host)])
 
-    def server(self, host: str, port: int, proto: str, name: str, argv: Sequence[str]) -> None:
-        """Start a server on `host` and wait until it listens; its flows are labelled benign."""
+    def server(
+        self, host: str, port: int, proto: str, name: str, argv: Sequence[str], expect: bool = True
+    ) -> None:
+        """Start a server on `host` and wait until it listens; its flows are labelled benign
+        (`expect=False` for servers the sandbox never reaches directly, e.g. behind a proxy)."""
         path, f = self._log(f"server-{name}", "log")
         proc = self.lab.spawn(host, argv, stdout=f, stderr=subprocess.STDOUT)
         self.servers.append(proc)
@@ -108,7 +111,8 @@ class _Session:
         except Exception as exc:
             tail = path.read_text(errors="replace")[-400:].strip()
             raise LabError(f"benign {self.scenario}: {name} server did not start: {tail}") from exc
-        self.expects.append(Expect(CLIENT, host, port, proto, LABEL))
+        if expect:
+            self.expects.append(Expect(CLIENT, host, port, proto, LABEL))
 
     def client(self, name: str, argv: Sequence[str], duration: float) -> None:
         out, fo = self._log(f"client-{name}", "json")
@@ -158,7 +162,9 @@ def _tls_args(cert: Path, sni: str) -> list[str]:
 # ---------------------------------------------------------------- web
 
 
-def _web_server(s: _Session, host: str, http: int, https: int, big: str, name: str) -> str:
+def _web_server(
+    s: _Session, host: str, http: int, https: int, big: str, name: str, expect: bool = True
+) -> str:
     sni = s.rng.choice(WEB_NAMES[:3])
     cert, key = s.cert(host, sni)
     argv = _module(
@@ -166,8 +172,8 @@ def _web_server(s: _Session, host: str, http: int, https: int, big: str, name: s
         "--http-port", http, "--https-port", https, "--cert", cert, "--key", key,
         "--names", sni, "--big-mb", big, "--seed", s.seed(),
     )  # fmt: skip
-    s.server(host, https or http, "tcp", name, argv)
-    if http and https:  # both ports are served by the same nginx
+    s.server(host, https or http, "tcp", name, argv, expect)
+    if http and https and expect:  # both ports are served by the same nginx
         s.expects.append(Expect(CLIENT, host, http, "tcp", LABEL))
     return sni
 
@@ -222,6 +228,50 @@ def web_download(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         s.client("https-python", _module(
             "web", "download", "--server", ip, "--port", 443, *_tls_args(cert, sni), "--path",
             path, "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+        return s.finish()
+
+
+def web_proxy(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """Browsing and a download through an HTTP CONNECT proxy: a benign tunnel to one peer."""
+    host = _far(lab)
+    with _Session(lab, "benign-web-proxy", rng) as s:
+        ip = lab.ip(host)
+        big = {"quick": "4", "standard": "12", "full": "32"}[profile]
+        # nginx and the proxy share the far host: the sandbox only ever talks to the proxy.
+        sni = _web_server(s, host, 0, 443, big, "nginx", expect=False)
+        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        s.server(host, 3128, "tcp", "proxy", _module(
+            "proxy", "server", "--bind", ip, "--port", 3128, "--upstream", ip))  # fmt: skip
+        d = DURATION[profile]
+        via = ["--proxy", f"{ip}:3128"]
+        s.client("browse", _module(
+            "web", "browse", "--server", ip, "--port", 443, *_tls_args(cert, sni), *via,
+            "--interval", round(rng.uniform(0.8, 2.0) if profile == "quick" else
+                                rng.uniform(4, 15), 2),
+            "--connections", rng.randint(2, 6), "--duration", d,
+            "--seed", s.seed()), d)  # fmt: skip
+        s.client("download", _module(
+            "web", "download", "--server", ip, "--port", 443, *_tls_args(cert, sni), *via,
+            "--via", "curl", "--path", f"/dl/release-{big}M.tar.gz", "--duration", d,
+            "--seed", s.seed()), d)  # fmt: skip
+        return s.finish()
+
+
+def web_terminal(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """A browser terminal (ttyd framing over wss): keystroke-by-keystroke like an SSH session."""
+    with _Session(lab, "benign-web-terminal", rng) as s:
+        ip = lab.ip("outside")
+        sni = rng.choice(("shell.corp.example", "console.example.org"))
+        cert, key = s.cert("outside", sni)
+        s.server("outside", 443, "tcp", "ttyd", _module(
+            "websocket", "server", "--bind", ip, "--port", 443, "--tls", "--cert", cert,
+            "--key", key, "--seed", s.seed()))  # fmt: skip
+        d = DURATION[profile]
+        for i in range(1 if profile == "quick" else 2):
+            s.client(f"terminal{i}", _module(
+                "websocket", "client", "--server", ip, "--port", 443, "--mode", "terminal",
+                *_tls_args(cert, sni), "--interval", _period(profile, rng, (2, 8)),
+                "--duration", d, "--seed", s.seed()), d)  # fmt: skip
         return s.finish()
 
 
@@ -434,6 +484,10 @@ SCENARIOS: list[Scenario] = [
               "RESP key-value traffic from a connection pool: bursts plus idle health PINGs"),
     _scenario("benign-ntp", STANDARD, ntp_polls,
               "NTPv4 polls, ntpd-style from port 123 and chrony-style from ephemeral ports"),
+    _scenario("benign-web-proxy", STANDARD, web_proxy,
+              "HTTPS browsing and a curl download through an HTTP CONNECT proxy on 3128"),
+    _scenario("benign-web-terminal", STANDARD, web_terminal,
+              "a ttyd-style web terminal over wss: keystrokes, echoes and output bursts"),
     _scenario("benign-metrics-scrape", STANDARD, metrics_scrape,
               "a scraper polling nginx stub_status and a JSON endpoint over TLS at a fixed period"),
     _scenario("benign-mqtt", STANDARD, mqtt_keepalive,
