@@ -4,6 +4,7 @@ or the writer closes."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import socket
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from capture_fab import epb, idb, pcap, shb, tcp4_frame
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowdet.capture import open_capture
 
@@ -158,3 +161,55 @@ def test_non_blocking_pipe_is_waited_on_not_taken_for_the_end():
         writer.release.set()
     writer.join()
     assert n == 10 and reader.stats.complete
+
+
+class Dribble:
+    """A binary stream that hands out its bytes in the given chunk sizes, like a slow pipe."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.pos, self.sizes, self.k = data, 0, sizes, 0
+
+    def readinto(self, mv: memoryview) -> int:
+        size = self.sizes[self.k % len(self.sizes)]
+        self.k += 1
+        chunk = self.data[self.pos : self.pos + min(size, len(mv))]
+        mv[: len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+
+def _rows(source) -> tuple[list[tuple[int, ...]], object]:
+    with open_capture(source, batch_packets=3) as reader:
+        rows = [
+            (int(b.ts_ns[i]), int(b.iface[i]), int(b.sport[i]), int(b.status[i]), b.payload(i))
+            for b in reader
+            for i in range(len(b))
+        ]
+    return rows, reader.stats
+
+
+MULTI = (
+    shb()
+    + idb(1)
+    + b"".join(epb(0, i, tcp4_frame(i, bytes([i]) * i)) for i in range(12))
+    + shb(big=True)
+    + idb(1, tsresol=9, big=True)
+    + b"".join(epb(0, 10**18 + i, tcp4_frame(100 + i), big=True) for i in range(7))
+)
+
+
+PLAIN = pcap([(i * 7, tcp4_frame(i, b"z" * i)) for i in range(15)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=20),
+    fmt=st.sampled_from(["pcapng", "pcap", "gzip"]),
+)
+def test_any_split_of_the_stream_gives_the_same_packets(sizes, fmt):
+    raw = PLAIN if fmt == "pcap" else MULTI
+    data = gzip.compress(raw) if fmt == "gzip" else raw
+    whole, _ = _rows(io.BytesIO(data))
+    split, stats = _rows(Dribble(data, sizes))
+    assert split == whole and len(whole) in (15, 19)
+    assert stats.complete
