@@ -964,36 +964,46 @@ def test_every_scenario_runs_on_loopback(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_scenarios_in_the_real_lab(root: None, tshark: str, tmp_path: Path) -> None:
-    """Two quick scenarios through `flowdet lab generate`: labels.tsv names the mining flows
-    and the capture shows what the wire must show (SNI in clear, SOCKS5 then stratum/xmrig)."""
-    out = tmp_path / "lab"
-    names = ["mining-stratum1-tls", "mining-socks5"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "flowdet.cli", "lab", "generate", str(out), "--profile", "quick",
-         "--jobs", "2", "--seed", "3", *(a for n in names for a in ("--scenario", n))],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [ln.split("\t") for ln in (out / "labels.tsv").read_text().splitlines()[1:]]
-    by_scn = defaultdict(list)
+def test_quick_scenarios_in_the_real_lab(root: None, tshark: str) -> None:
+    """The lab's shared quick run (namespaces, WAN delay line, capture): labels.tsv names the
+    mining flows and the captured bytes are what the dialect must show on the wire."""
+    from lab_helpers import labels_of, quick_run, tshark_rows
+
+    out = quick_run()
+    rows = [r for r in labels_of(out) if r["scenario"].startswith("mining-")]
+    by_scn: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
-        by_scn[r[-1]].append(r)
-    assert set(by_scn) == set(names) and all(r[-2] == "mining" for r in rows)
-    tls_rows = by_scn["mining-stratum1-tls"]
-    sni = subprocess.run(
-        [tshark, "-r", str(out / tls_rows[0][0]), "-Y", "tls.handshake.type == 1", "-T",
-         "fields", "-e", "tls.handshake.extensions_server_name"],
-        capture_output=True, text=True, timeout=60,
-    ).stdout.split()  # fmt: skip
-    assert sni and all(s in mining_pool_names("stratum1") for s in sni)
-    socks_row = by_scn["mining-socks5"][0]
-    first = subprocess.run(
-        [tshark, "-r", str(out / socks_row[0]), "-Y",
-         f"tcp.dstport == {socks_row[4]} && tcp.len > 0", "-T", "fields", "-e", "tcp.payload"],
-        capture_output=True, text=True, timeout=60,
-    ).stdout.split()  # fmt: skip
-    assert first[0].replace(":", "") == "050100"  # SOCKS5 greeting, no auth
+        by_scn[r["scenario"]].append(r)
+    assert {"mining-stratum1-tcp", "mining-stratum1-tls", "mining-monero-tcp",
+            "mining-getwork-http"} <= set(by_scn)  # fmt: skip
+    assert all(r["label"] == "mining" and r["client_ip"] == "10.213.1.10" for r in rows)
+
+    def streams(row: dict[str, str]) -> tuple[bytes, bytes]:
+        pkts = tshark_rows(out / row["pcap"], ["tcp.srcport", "tcp.payload"],
+                           f"tcp.port == {row['client_port']} && tcp.len > 0 "
+                           "&& !tcp.analysis.retransmission")  # fmt: skip
+        c2s = b"".join(bytes.fromhex(p) for sp, p in pkts if sp == row["client_port"])
+        s2c = b"".join(bytes.fromhex(p) for sp, p in pkts if sp != row["client_port"])
+        return c2s, s2c
+
+    c2s, s2c = streams(by_scn["mining-stratum1-tcp"][0])
+    c_kinds = {kind(m) for m, _ in json_lines(c2s)}
+    s_kinds = {kind(m) for m, _ in json_lines(s2c)}
+    assert {"mining.subscribe", "mining.authorize", "mining.submit"} <= c_kinds
+    assert {"mining.notify", "mining.set_difficulty"} <= s_kinds
+    c2s, s2c = streams(by_scn["mining-monero-tcp"][0])
+    assert json_lines(c2s)[0][0]["method"] == "login" and "job" in {
+        kind(m) for m, _ in json_lines(s2c)
+    }
+    get = by_scn["mining-getwork-http"]
+    assert len(get) >= 2, "work connection and long-polling connection"
+    reqs = http_messages(streams(get[0])[0])
+    assert reqs and all("x-mining-extensions" in h for _, h, _, _ in reqs)
+    tls = by_scn["mining-stratum1-tls"][0]
+    sni = tshark_rows(out / tls["pcap"], ["tls.handshake.extensions_server_name"],
+                      f"tcp.port == {tls['client_port']} && tls.handshake.type == 1")  # fmt: skip
+    assert sni and sni[0][0] in mining_pool_names("stratum1")
+    assert b"mining." not in b"".join(streams(tls))
 
 
 def mining_pool_names(dialect: str) -> tuple[str, ...]:

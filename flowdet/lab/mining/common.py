@@ -175,10 +175,17 @@ class LineConn:
         self.log = log
         self.conn_id = conn_id
         self.separators = (",", ":") if compact else (", ", ": ")
+        self.mixed = False  # nheqminer style: spaced object, compact params list
         self.bytes_sent = 0
         self.bytes_received = 0
 
     def encode(self, msg: dict[str, Any]) -> bytes:
+        if self.mixed and isinstance(msg.get("params"), list):
+            params = json.dumps(msg["params"], separators=(",", ":"))
+            text = json.dumps({**msg, "params": None}).replace(
+                '"params": null', f'"params": {params}'
+            )
+            return (text + "\n").encode()
         return (json.dumps(msg, separators=self.separators) + "\n").encode()
 
     async def send(self, msg: dict[str, Any], kind: str | None = None) -> int:
@@ -186,7 +193,7 @@ class LineConn:
         self.writer.write(data)
         await self.writer.drain()
         self.bytes_sent += len(data)
-        self.log.record(self.conn_id, "tx", kind or message_kind(msg), len(data))
+        self.log.record(self.conn_id, "tx", kind or message_kind(msg), len(data), **facts(msg))
         return len(data)
 
     async def send_many(self, msgs: list[tuple[dict[str, Any], str]]) -> None:
@@ -194,9 +201,9 @@ class LineConn:
         chunks = [self.encode(m) for m, _ in msgs]
         self.writer.write(b"".join(chunks))
         await self.writer.drain()
-        for (_, kind), chunk in zip(msgs, chunks, strict=True):
+        for (msg, kind), chunk in zip(msgs, chunks, strict=True):
             self.bytes_sent += len(chunk)
-            self.log.record(self.conn_id, "tx", kind, len(chunk))
+            self.log.record(self.conn_id, "tx", kind, len(chunk), **facts(msg))
 
     async def recv(self) -> dict[str, Any] | None:
         """The next message, or None at end of stream. Lines that are not JSON end the
@@ -217,8 +224,17 @@ class LineConn:
                 raise LabError(f"peer sent a line that is not JSON: {line[:60]!r}") from exc
             if not isinstance(msg, dict):
                 raise LabError("peer sent JSON that is not an object")
-            self.log.record(self.conn_id, "rx", message_kind(msg), len(line))
+            self.log.record(self.conn_id, "rx", message_kind(msg), len(line), **facts(msg))
             return msg
+
+
+def facts(msg: dict[str, Any]) -> dict[str, Any]:
+    """What a log needs beyond the size: a Bitcoin notify's merkle branch length, which
+    follows the block's transaction count and so is compared apart from the rest."""
+    params = msg.get("params")
+    if msg.get("method") == "mining.notify" and isinstance(params, list) and len(params) == 9:
+        return {"branches": len(params[4])}
+    return {}
 
 
 def message_kind(msg: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import itertools
 import random
 import ssl
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -215,8 +216,14 @@ class MinerConfig:
     tcp_keepalive: float | None = None  # TCP keepalive idle, protocol seconds
     tls: ssl.SSLContext | None = None
     sni: str | None = None
+    pool_name: str | None = None  # the DNS name the miner was configured with (never resolved)
     socks: tuple[str, int] | None = None
     variant: str = ""  # a dialect's sub-style (agent family, getwork vs getblocktemplate)
+
+    @property
+    def name(self) -> str:
+        """How the miner names its pool in Host headers and subscribe parameters."""
+        return self.pool_name or self.sni or self.host
 
 
 class MinerSession(ABC):
@@ -237,7 +244,8 @@ class MinerSession(ABC):
         self.job: Any = None
         self.have_job = asyncio.Event()
         self.last_sent = cfg.clock.now()
-        self.submitted: set[Any] = set()  # ids of shares awaiting the pool's verdict
+        # ids of shares awaiting the pool's verdict (a count: nheqminer reuses one id)
+        self.submitted: Counter[Any] = Counter()
 
     def next_id(self) -> int:
         return next(self.ids)
@@ -254,8 +262,8 @@ class MinerSession(ABC):
 
     async def read_loop(self) -> None:
         while (msg := await self.conn.recv()) is not None:
-            if msg.get("method") is None and msg.get("id") in self.submitted:
-                self.submitted.discard(msg["id"])
+            if msg.get("method") is None and self.submitted[msg.get("id")] > 0:
+                self.submitted[msg.get("id")] -= 1
                 self.count_result(msg)
                 continue
             fut = self.pending.pop(msg.get("id"), None) if msg.get("method") is None else None
@@ -282,7 +290,7 @@ class MinerSession(ABC):
         self.tally.rejected += int(not ok)
 
     async def send_share(self, msg: dict[str, Any], kind: str | None = None) -> None:
-        self.submitted.add(msg["id"])
+        self.submitted[msg["id"]] += 1
         await self.send(msg, kind)
 
     async def share_loop(self) -> None:

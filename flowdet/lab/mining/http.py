@@ -323,7 +323,7 @@ async def _eth_session(
     """Poll eth_getWork and report the hashrate every second; eth_submitWork on each share."""
     addr, _, rig = cfg.user.partition(".")
     path = f"/?miner={max(1, int(cfg.hashrate / 1e6))}@{addr}@{rig or 'OptionalRigName'}"
-    host = cfg.sni or cfg.host
+    host = cfg.name
     headers = [("Host", host), ("Accept", "*/*"), ("Content-Type", "application/json"),
                ("charsets", "utf-8")]  # fmt: skip
     client = HttpClient(cfg, conn_id, tally, host, path)
@@ -374,7 +374,7 @@ async def _getwork_session(
     """getwork (variant "getwork", default) or getblocktemplate (variant "gbt") with a second
     connection held open for long polling."""
     gbt = cfg.variant == "gbt"
-    host = f"{cfg.sni or cfg.host}:{cfg.port}"
+    host = f"{cfg.name}:{cfg.port}"
     auth = base64.b64encode(f"{cfg.user}:{cfg.password}".encode()).decode()
     agent = cfg.agent or "cgminer/2.7.2"
     headers = [

@@ -46,7 +46,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="JSON without spaces")
     p.add_argument("--tls", action="store_true", help="stratum+ssl")
     p.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
-    p.add_argument("--sni", help="TLS server name, e.g. xmr-eu1.pool.example")
+    p.add_argument(
+        "--pool-name",
+        help="the pool's DNS name as the miner was configured with "
+        "it (Host headers, subscribe parameters, default SNI); never resolved",
+    )
+    p.add_argument("--sni", help="TLS server name if not --pool-name")
     p.add_argument("--socks", help="HOST:PORT of a SOCKS5 proxy to go through")
     p.add_argument(
         "--reconnect-mean",
@@ -90,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         keepalive=args.keepalive if args.keepalive is not None else dialect.keepalive,
         tcp_keepalive=args.tcp_keepalive,
         tls=client_tls(args.tls_max) if args.tls else None,
-        sni=args.sni,
+        sni=args.sni or args.pool_name,
+        pool_name=args.pool_name,
         socks=socks,
         variant=args.variant,
     )

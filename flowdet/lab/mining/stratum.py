@@ -399,24 +399,28 @@ class ZcashMiner(MinerSession):
 
     async def handshake(self) -> None:
         agent = self.cfg.agent or "nheqminer/0.5c"
+        self.nheqminer = not self.cfg.compact and agent.startswith(("nheqminer", "equihash"))
         res = await self.request(
             {
                 "id": self.next_id(),
                 "method": "mining.subscribe",
-                "params": [agent, None, self.cfg.sni or self.cfg.host, str(self.cfg.port)],
+                "params": [agent, None, self.cfg.name, str(self.cfg.port)],
             }
         )
         result = res.get("result") or [None, "00000000"]
         self.nonce1 = str(result[1])
-        await self.send(
-            {
-                "id": self.next_id(),
-                "method": "mining.authorize",
-                "params": [self.cfg.user, self.cfg.password],
-            }
-        )
-        await self.send(
-            {"id": self.next_id(), "method": "mining.extranonce.subscribe", "params": []}
+        # nheqminer (as in the reference capture) writes the params of authorize and submit
+        # without spaces inside an otherwise spaced object, sends authorize and
+        # extranonce.subscribe in one write, and numbers every submit 4.
+        self.conn.mixed = self.nheqminer
+        auth = {
+            "id": self.next_id(),
+            "method": "mining.authorize",
+            "params": [self.cfg.user, self.cfg.password],
+        }
+        extranonce = {"id": 5, "method": "mining.extranonce.subscribe", "params": []}
+        await self.conn.send_many(
+            [(auth, "mining.authorize"), (extranonce, "mining.extranonce.subscribe")]
         )
 
     async def on_push(self, msg: dict[str, Any]) -> None:
@@ -432,4 +436,5 @@ class ZcashMiner(MinerSession):
         nonce2 = rhex(self.rng, 32 - len(self.nonce1) // 2)
         solution = "fd4005" + rhex(self.rng, 1344)
         params = [self.cfg.user, self.job["id"], self.job["time"], nonce2, solution]
-        await self.send_share({"id": self.next_id(), "method": "mining.submit", "params": params})
+        mid = 4 if self.nheqminer else self.next_id()
+        await self.send_share({"id": mid, "method": "mining.submit", "params": params})

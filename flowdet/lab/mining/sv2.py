@@ -262,7 +262,7 @@ async def _session(
         vendor, _, firmware = (cfg.agent or "braiins-os/22.08").partition("/")
         setup = (
             struct.pack("<BHHI", 0, 2, 2, 0b1)  # mining protocol, v2..v2, REQUIRES_STANDARD_JOBS
-            + str0_255(cfg.sni or cfg.host)
+            + str0_255(cfg.name)
             + struct.pack("<H", cfg.port)
             + str0_255(vendor)
             + str0_255(rng.choice(("S19j Pro", "S9", "S19 XP", "M30S++")))

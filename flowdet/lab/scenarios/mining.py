@@ -151,6 +151,7 @@ class Session:
             "--user", _worker(self.rng, self.d.name),
             "--password", self.rng.choice(("x", "x", "c=BTC", "d=65536", "rig1")),
             "--agent", self.rng.choice(self.d.agents),
+            "--pool-name", self.name,
             "--log", str(self.lab.workdir / f"{self.tag}-miner.jsonl"),
             *extra,
         ]  # fmt: skip
