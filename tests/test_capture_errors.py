@@ -192,3 +192,15 @@ def test_probe_at_open_does_not_consume_pcapng_state(tmp_path):
     assert r.stats.blocks["interface_description_blocks"] == 2
     assert [i.linktype for i in r.stats.interfaces] == [1, 113]
     assert batch.linktype.tolist() == [113] and batch.status.tolist() == [Status.OK]
+
+
+def test_permission_denied_is_a_capture_error(tmp_path, monkeypatch):
+    """Tests run as root, which ignores file modes, so the OS error is simulated."""
+    path = write(tmp_path, GOOD)
+
+    def denied(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("flowdet.capture.stream.open", denied, raising=False)
+    with pytest.raises(CaptureError, match=r"x\.pcap: cannot open: Permission denied$"):
+        open_capture(path)
