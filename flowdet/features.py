@@ -379,8 +379,21 @@ def record_features(records: Sequence[FlowRecord]) -> np.ndarray:
 
 
 def signatures_of(records: Sequence[FlowRecord]) -> list[SignatureResult]:
-    """The payload evidence of each record (one recognizer pass per record)."""
-    return [inspect(r.payload_toserver, r.payload_toclient) for r in records]
+    """The payload evidence of each record, one recognizer pass per distinct payload prefix.
+
+    A flow's checkpoint snapshots and its final record usually hold the same prefixes (they
+    stop growing after 4 packets or 1 KB per side), and the recognizers are the costliest
+    part of featurizing, so records with identical prefixes share one (immutable) result.
+    """
+    seen: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], SignatureResult] = {}
+    out: list[SignatureResult] = []
+    for r in records:
+        key = (tuple(r.payload_toserver), tuple(r.payload_toclient))
+        sig = seen.get(key)
+        if sig is None:
+            sig = seen[key] = inspect(r.payload_toserver, r.payload_toclient)
+        out.append(sig)
+    return out
 
 
 def featurize(
