@@ -723,3 +723,98 @@ def test_md5_helpers_are_plain_md5():
         b"SSH-2.0-x\r\n" + _kexinit_packet(["a", "h", "b", "b", "c", "c", "d", "d", "", ""])
     ).kexinit
     assert ssh.hassh(kex) == ("a;b;c;d", hashlib.md5(b"a;b;c;d").hexdigest())
+
+
+# ---------------------------------------------------------------- proxy tunnels
+
+STRATUM_SUBSCRIBE = b'{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}\n'
+
+
+@pytest.mark.parametrize(
+    ("client", "server", "kind", "target"),
+    [
+        # SOCKS5, no auth, IPv4 (RFC 1928): greeting, CONNECT, then the tunnelled bytes
+        (
+            [b"\x05\x01\x00", b"\x05\x01\x00\x01\x7f\x00\x36\x03\x38\x6c" + STRATUM_SUBSCRIBE],
+            [b"\x05\x00", b"\x05\x00\x00\x01" + bytes(6)],
+            "SOCKS5",
+            "127.0.54.3:14444",
+        ),
+        # SOCKS5 with a domain name and username/password auth (RFC 1929), all coalesced
+        (
+            [
+                b"\x05\x02\x00\x02"
+                + b"\x01\x04user\x04pass"
+                + b"\x05\x01\x00\x03\x0cpool.example"
+                + b"\x0d\x05",
+                STRATUM_SUBSCRIBE,
+            ],
+            [b"\x05\x02\x01\x00\x05\x00\x00\x01" + bytes(6)],
+            "SOCKS5",
+            "pool.example:3333",
+        ),
+        # SOCKS5 to IPv6
+        (
+            [b"\x05\x01\x00\x05\x01\x00\x04" + bytes(15) + b"\x01\x0d\x05" + STRATUM_SUBSCRIBE],
+            [],
+            "SOCKS5",
+            "[::1]:3333",
+        ),
+        # SOCKS4 and SOCKS4a (domain after the user id, IP 0.0.0.1)
+        (
+            [b"\x04\x01\x0d\x05\x0a\x00\x00\x05rig\x00" + STRATUM_SUBSCRIBE],
+            [b"\x00\x5a" + bytes(6)],
+            "SOCKS4",
+            "10.0.0.5:3333",
+        ),
+        (
+            [b"\x04\x01\x0d\x05\x00\x00\x00\x01\x00pool.example\x00", STRATUM_SUBSCRIBE],
+            [b"\x00\x5a" + bytes(6)],
+            "SOCKS4a",
+            "pool.example:3333",
+        ),
+        # HTTP CONNECT through a web proxy
+        (
+            [
+                b"CONNECT pool.example:3333 HTTP/1.1\r\nHost: pool.example:3333\r\n\r\n",
+                STRATUM_SUBSCRIBE,
+            ],
+            [b"HTTP/1.1 200 Connection established\r\n\r\n"],
+            "HTTP CONNECT",
+            "pool.example:3333",
+        ),
+    ],
+)
+def test_stratum_through_proxy_tunnels(client, server, kind, target):
+    r = inspect(client, server)
+    assert not r.errors
+    proxy = next(e for e in r.evidence if e.family == "tunnel")
+    assert (proxy.detail["kind"], proxy.detail["target"]) == (kind, target)
+    assert r.is_mining
+    sub = next(e for e in r.evidence if e.detail.get("method") == "mining.subscribe")
+    assert sub.text.startswith(f"inside the {kind} tunnel to {target}: client sent stratum")
+    assert r.feature("sig_tunnel_payload") == 1
+    assert r.feature("sig_tunnel_socks" if kind.startswith("SOCKS") else "sig_tunnel_http_connect")
+
+
+def test_tunnel_keeps_packet_boundaries_for_sv2_shape():
+    rng = random.Random(5)
+    client = [b"\x05\x01\x00", b"\x05\x01\x00\x01\x0a\x00\x00\x05\x0d\x05", rng.randbytes(64)]
+    server = [b"\x05\x00", b"\x05\x00\x00\x01" + bytes(6), rng.randbytes(234)]
+    r = inspect(client, server)
+    assert r.feature("sig_sv2_handshake_shape") == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    "client",
+    [
+        [b"\x05\x01\x00"],  # greeting only: no CONNECT yet
+        [b"\x05" + bytes(40)],
+        [b"\x04\x09garbage"],
+        [b"CONNECTION: close\r\n"],
+    ],
+)
+def test_not_a_tunnel(client):
+    r = inspect(client, [])
+    assert not any(e.family == "tunnel" for e in r.evidence)
+    assert r.feature("sig_tunnel_socks") == r.feature("sig_tunnel_http_connect") == 0

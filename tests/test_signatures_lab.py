@@ -73,6 +73,21 @@ def lab_capture(tmp_path_factory, root) -> tuple[Path, dict[str, int]]:
         ports["stratum1+tls"] = run_dialect(
             tmp, "stratum1", ["--tls", "--sni", "stratum.pool.example"], ["--tls"]
         )
+        socks_port = free_port()
+        proxy_cmd = [sys.executable, "-m", "flowdet.lab.mining.socks5", "--bind", "127.0.0.1"]
+        proxy = subprocess.Popen(
+            [*proxy_cmd, "--port", str(socks_port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proxy.stdout is not None
+            assert json.loads(proxy.stdout.readline())["listening"][1] == socks_port
+            run_dialect(tmp, "monero", ["--socks", f"127.0.0.1:{socks_port}"], [])
+        finally:
+            stop(proxy)
+        ports["monero+socks5"] = socks_port
     return pcap, ports
 
 
@@ -106,3 +121,19 @@ def test_lab_stratum_over_tls(lab_capture, tshark):
         assert result.feature("sig_tls_sni_poolish") == 1
         hint = next(e for e in result.evidence if e.name == "sni_poolish")
         assert hint.detail["sni"] == "stratum.pool.example"
+
+
+@pytest.mark.slow
+def test_lab_monero_through_socks5(lab_capture, tshark):
+    """The miner's flow goes to the SOCKS5 proxy: the handshake is unwrapped and the xmrig
+    login inside is found, with the pool's address from the CONNECT request."""
+    pcap, ports = lab_capture
+    flows = [f for f in flow_prefixes(pcap, tshark) if f.server_port == ports["monero+socks5"]]
+    assert flows
+    for flow in flows:
+        result = inspect(flow.toserver, flow.toclient)
+        assert result.is_mining and result.feature("sig_tunnel_socks") == 1
+        proxy = next(e for e in result.evidence if e.family == "tunnel")
+        assert proxy.detail["kind"] == "SOCKS5" and proxy.detail["granted"] == 1
+        login = next(e for e in result.evidence if e.name == "login")
+        assert login.detail["tunnel"] == f"SOCKS5 tunnel to {proxy.detail['target']}"

@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowdet.signatures import SIGNATURE_FEATURES, http, inspect, jsonrpc, ssh, sv2, tls
+from flowdet.signatures import SIGNATURE_FEATURES, http, inspect, jsonrpc, ssh, sv2, tls, tunnel
 from flowdet.signatures.agents import miner_agent
 from flowdet.signatures.evidence import mask_account, printable, shannon_entropy
 
@@ -34,6 +34,9 @@ PREFIXES = [
     b"\x16\x03\x01",
     b"\x16\x03\x03",
     b"POST / HTTP/1.1\r\n",
+    b"\x05\x01\x00\x05\x01\x00\x03",
+    b"\x04\x01\x0d\x05\x00\x00\x00\x01u\x00",
+    b"CONNECT h:1 HTTP/1.1\r\n\r\n",
     b"HTTP/1.1 200 OK\r\n",
 ]
 
@@ -123,6 +126,8 @@ def test_each_parser_on_arbitrary_bytes(data):
     msgs = jsonrpc.messages_from_stream(data)
     assert len(msgs) <= jsonrpc.MAX_MESSAGES
     sv2.shape_score((data,), (data,))
+    tunnel.find_tunnel(data, data)
+    tunnel.find_tunnel(data, b"\x05\x00\x05\x00\x00\x03\x04abcd\x00\x01" + data)
     assert 0.0 <= shannon_entropy(data) <= 8.0
 
 

@@ -8,7 +8,8 @@ plus a fixed-length feature vector named by `SIGNATURE_FEATURES`, for the model.
 Families: stratum (v1 and dialects), monero (xmrig login/job/submit), getwork
 (getwork/getblocktemplate and eth_* work calls), sv2 (Stratum V2 handshake shape), ssh
 (banners, KEXINIT, HASSH, keystroke sizes), tls (ClientHello/ServerHello, SNI, JA3/JA4),
-http (request line, Host, User-Agent).
+http (request line, Host, User-Agent), tunnel (SOCKS and HTTP CONNECT handshakes, unwrapped so
+the other families see the tunnelled protocol).
 """
 
 from flowdet.signatures.evidence import MINING_FAMILIES, Evidence, FlowPayload

@@ -9,11 +9,12 @@ fills one numpy matrix.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
-from flowdet.signatures import getwork, http, monero, ssh, stratum, sv2, tls
+from flowdet.signatures import getwork, http, monero, ssh, stratum, sv2, tls, tunnel
 from flowdet.signatures.evidence import Evidence, FamilyResult, FlowPayload
 
 Recognizer = Callable[[FlowPayload], FamilyResult]
@@ -27,6 +28,7 @@ FAMILIES: tuple[tuple[str, Recognizer, tuple[str, ...]], ...] = (
     ("ssh", ssh.inspect, ssh.FEATURES),
     ("tls", tls.inspect, tls.FEATURES),
     ("http", http.inspect, http.FEATURES),
+    ("tunnel", tunnel.inspect, tunnel.FEATURES),  # runs first, on the outer payload
 )
 
 SIGNATURE_FEATURES: tuple[str, ...] = tuple(name for _, _, names in FAMILIES for name in names)
@@ -82,25 +84,60 @@ def _wanted(payload: FlowPayload) -> frozenset[str]:
     return frozenset(out)
 
 
+T = TypeVar("T")
+
+
+def _run(
+    family: str, fn: Callable[[FlowPayload], T], payload: FlowPayload, errors: list[str]
+) -> T | None:
+    try:
+        return fn(payload)
+    except Exception as exc:  # counted in `errors`, see SignatureResult
+        errors.append(f"{family}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _store(family: str, names: tuple[str, ...], result: FamilyResult, out: np.ndarray) -> None:
+    for name, value in result.features.items():
+        if name not in names:
+            raise KeyError(f"{family} returned undeclared feature {name!r}")
+        out[_COLUMN[name]] = value
+
+
 def inspect_payload(payload: FlowPayload, out: np.ndarray | None = None) -> SignatureResult:
-    """Run every recognizer that can match; write features into `out` if given."""
+    """Run every recognizer that can match; write features into `out` if given.
+
+    A proxy handshake (SOCKS, HTTP CONNECT) at the start of the flow is reported by the
+    tunnel family, and every other family then looks at the bytes after it, with its
+    evidence saying that it was seen inside the tunnel.
+    """
     features = out if out is not None else np.zeros(len(SIGNATURE_FEATURES), dtype=np.float32)
     evidence: list[Evidence] = []
     errors: list[str] = []
+    via = ""  # "SOCKS5 tunnel to host:port" when the flow is a proxy tunnel
+    if payload.client_stream[:1] in (b"\x04", b"\x05") or payload.client_stream[:8] == b"CONNECT ":
+        found = _run("tunnel", tunnel.unwrap, payload, errors)
+        if found is not None:
+            result = _run("tunnel", tunnel.inspect, payload, errors)
+            if result is not None:
+                evidence.extend(result.evidence)
+                _store("tunnel", tunnel.FEATURES, result, features)
+            via, payload = f"{found[0].kind} tunnel to {found[0].target}", found[1]
     wanted = _wanted(payload)
     for family, recognizer, names in FAMILIES:
         if family not in wanted:
             continue
-        try:
-            result = recognizer(payload)
-        except Exception as exc:
-            errors.append(f"{family}: {type(exc).__name__}: {exc}")
+        result = _run(family, recognizer, payload, errors)
+        if result is None:
             continue
-        evidence.extend(result.evidence)
-        for name, value in result.features.items():
-            if name not in names:
-                raise KeyError(f"{family} returned undeclared feature {name!r}")
-            features[_COLUMN[name]] = value
+        if via:
+            evidence.extend(
+                replace(e, text=f"inside the {via}: {e.text}", detail={**e.detail, "tunnel": via})
+                for e in result.evidence
+            )
+        else:
+            evidence.extend(result.evidence)
+        _store(family, names, result, features)
     return SignatureResult(tuple(evidence), features, tuple(errors))
 
 
