@@ -9,6 +9,11 @@ another bundle format, or whose feature list differs from `flowdet.features.FEAT
 Decision rule (shared with flowdet.score through `Detector.decide`): a flow gets the
 non-benign class with the highest probability among those at or above their threshold
 (`card["thresholds"]`), otherwise `benign`.
+
+Domain gate: mining (Stratum, xmrig, getwork, SV2, also over TLS/SOCKS/SSH) and SSH tunnels
+are TCP conversations with payload, so `predict_proba` gives P(benign) = 1 to flows that are
+not TCP or have carried no payload yet. A tree model has never seen, say, ICMP in the lab,
+and without the gate its answer for such a flow would be arbitrary.
 """
 
 from __future__ import annotations
@@ -71,12 +76,12 @@ class Detector:
         with single_threaded():
             proba = self.estimator.predict_proba(X)
         est_classes = [str(c) for c in self.estimator.classes_]
-        if est_classes == list(self.classes):
-            return proba
-        out = np.zeros((X.shape[0], len(self.classes)))
-        for j, c in enumerate(est_classes):
-            out[:, self.classes.index(c)] = proba[:, j]
-        return out
+        if est_classes != list(self.classes):
+            out = np.zeros((X.shape[0], len(self.classes)))
+            for j, c in enumerate(est_classes):
+                out[:, self.classes.index(c)] = proba[:, j]
+            proba = out
+        return apply_gate(X, proba, self.classes)
 
     def decide(
         self, proba: np.ndarray, thresholds: Mapping[str, float] | None = None
@@ -150,6 +155,29 @@ class Detector:
         if {str(c) for c in getattr(est, "classes_", ())} - set(classes):
             raise ModelError(f"{p}: estimator classes do not match the bundle's classes")
         return cls(est, classes, names, dict(bundle.get("card") or {}))
+
+
+_GATE_COLS = (
+    FEATURE_NAMES.index("is_tcp"),
+    FEATURE_NAMES.index("log_payload_pkts_toserver"),
+    FEATURE_NAMES.index("log_payload_pkts_toclient"),
+)
+
+
+def gated(X: np.ndarray) -> np.ndarray:
+    """Rows outside the detector's domain: not TCP, or no payload either way (see doc)."""
+    tcp, ps, pc = (X[:, i] for i in _GATE_COLS)
+    return (tcp < 0.5) | ((ps <= 0) & (pc <= 0))
+
+
+def apply_gate(X: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    """Probabilities with gated rows set to certainly benign."""
+    g = gated(X)
+    if g.any() and BENIGN in classes:
+        proba = np.array(proba, dtype=np.float64, copy=True)
+        proba[g] = 0.0
+        proba[g, classes.index(BENIGN)] = 1.0
+    return proba
 
 
 def single_threaded() -> Any:

@@ -28,6 +28,7 @@ from flowdet.model import (
     CLASSES,
     DEFAULT_THRESHOLDS,
     Detector,
+    apply_gate,
     decide,
     single_threaded,
 )
@@ -87,8 +88,10 @@ def cross_val_proba(
         est = fit_estimator(ds.X[tr], ds.y[tr], w[tr], seed)
         with single_threaded():
             p = est.predict_proba(ds.X[te])
+        full = np.zeros((len(te), len(CLASSES)))
         for j, c in enumerate(est.classes_):
-            proba[np.ix_(te, [CLASSES.index(str(c))])] = p[:, [j]]
+            full[:, CLASSES.index(str(c))] = p[:, j]
+        proba[te] = apply_gate(ds.X[te], full, CLASSES)
         if log:
             log(
                 f"train: cv fold {i}/{len(splits)}: {len(tr)} train rows, {len(te)} test rows, "
@@ -250,6 +253,7 @@ def train(
             "the non-benign class with the highest probability among those at or above "
             "their threshold; otherwise benign"
         ),
+        "gate": "flows that are not TCP or carried no payload are benign (P = 1)",
         "estimator": type(est).__name__,
         "estimator_params": {
             k: v

@@ -19,8 +19,11 @@ def _tiny_detector(seed: int = 0) -> tuple[Detector, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(90, len(FEATURE_NAMES))).astype(np.float32)
     y = np.array(CLASSES * 30, dtype=object)
-    X[y == "mining", 0] += 5  # make the classes learnable
-    X[y == "ssh-tunnel", 1] += 5
+    X[y == "mining", 5] += 5  # make the classes learnable
+    X[y == "ssh-tunnel", 6] += 5
+    # inside the detector's domain (TCP with payload), see test_gate for the outside
+    for name in ("is_tcp", "log_payload_pkts_toserver", "log_payload_pkts_toclient"):
+        X[:, FEATURE_NAMES.index(name)] = 1.0
     est = fit_estimator(X, y, np.ones(len(y)), seed)
     card = {"thresholds": {"mining": 0.6, "ssh-tunnel": 0.7}, "note": "test"}
     return Detector(est, CLASSES, FEATURE_NAMES, card), X
@@ -95,6 +98,18 @@ def test_shipped_default_model_loads() -> None:
     card = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
     assert card["feature_names"] == list(FEATURE_NAMES)
     assert card["data"]["flows"] > 0 and "metrics" in card
+
+
+def test_gate_makes_non_tcp_and_payloadless_flows_benign() -> None:
+    det, X = _tiny_detector()
+    mining_rows = np.flatnonzero(det.predict(X) == "mining")[:2]
+    assert len(mining_rows) == 2
+    Xg = X[mining_rows].copy()
+    Xg[0, FEATURE_NAMES.index("is_tcp")] = 0.0  # e.g. UDP
+    Xg[1, FEATURE_NAMES.index("log_payload_pkts_toserver")] = 0.0
+    Xg[1, FEATURE_NAMES.index("log_payload_pkts_toclient")] = 0.0
+    p = det.predict_proba(Xg)
+    assert np.allclose(p, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def test_decision_rule() -> None:
