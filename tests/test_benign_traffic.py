@@ -555,6 +555,22 @@ def test_jsonrpc_eth_read_only_and_service(pki: tuple[Path, Path]) -> None:
     assert svc_sum["tls_version"] in ("TLSv1.2", "TLSv1.3") and svc_sum["methods"]["getStatus"] >= 3
 
 
+def test_irc_client_idles_with_ping_pong_over_tls(pki: tuple[Path, Path]) -> None:
+    cert, key = pki
+    argv = _module("irc", "server", "--port", 0, "--tls", "--cert", cert, "--key", key,
+                   "--ping", 0.3, "--chatter", 0.15)  # fmt: skip
+    with server(argv) as port:
+        (s,) = finish(start_clients([
+            _module("irc", "client", "--port", port, *_tls(cert), "--duration", 1.5,
+                    "--interval", 0.5)
+        ]))  # fmt: skip
+    assert s["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert s["numerics"]["001"] == 1 and s["numerics"]["376"] == 1  # welcome, end of MOTD
+    assert s["numerics"]["366"] >= 1  # joined at least one channel
+    assert s["pings_answered"] >= 3 and s["privmsgs_received"] >= 1
+    assert s["sent"] >= 3 + s["pings_answered"]  # NICK, USER, JOIN, the PONGs, QUIT...
+
+
 def test_mqtt_helpers() -> None:
     assert mqtt.encode_length(0) == b"\x00" and mqtt.encode_length(321) == b"\xc1\x02"
     assert mqtt.topic_matches("alerts/#", "alerts/system")
@@ -660,4 +676,5 @@ def test_every_benign_scenario_runs_on_loopback(
     names = {s.name for s in benign.SCENARIOS if "quick" in s.profiles}
     assert names == {"benign-web-http", "benign-web-https", "benign-websocket-chat", "benign-dns"}
     ports = {(e.server_port, e.proto) for got in results.values() for e in got}  # type: ignore[attr-defined]
-    assert {(80, "tcp"), (443, "tcp"), (53, "udp"), (123, "udp"), (8545, "tcp")} <= ports
+    assert {(80, "tcp"), (443, "tcp"), (53, "udp"), (123, "udp"), (8545, "tcp"), (3128, "tcp"),
+            (6667, "tcp"), (6379, "tcp"), (1883, "tcp")} <= ports  # fmt: skip

@@ -10,9 +10,10 @@ actually separates the classes. Each module here is one protocol family with a `
 line on stdout when they finish so that scenarios and tests can check the traffic really
 happened.
 
-Modules: `web` (nginx over HTTP and TLS; browsing and large downloads), `websocket`
-(RFC 6455 chat, notifications, heartbeats and a JSON-RPC ticker subscription), `linejson`
+Modules: `web` (nginx over HTTP and TLS: browsing, large downloads, metrics-style polling),
+`proxy` (HTTP CONNECT forward proxy), `websocket` (RFC 6455 chat, notifications, Engine.IO
+heartbeats, JSON-RPC ticker and eth_subscribe feeds, a ttyd-style web terminal), `linejson`
 (newline-delimited JSON log shipper and ticker feed), `dns`, `ntp`, `resp` (Redis protocol),
-`jsonrpc` (Ethereum-style read-only JSON-RPC over HTTP), `metrics` (Prometheus-style scrapes
-over TLS) and `mqtt` (MQTT 3.1.1 keepalive and publish).
+`jsonrpc` (Ethereum-style read-only JSON-RPC over HTTP), `mqtt` (MQTT 3.1.1 keepalive and
+publish) and `irc`. `common` holds the shared plumbing (arguments, TLS, summaries).
 """

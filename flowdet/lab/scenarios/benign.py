@@ -8,7 +8,7 @@ ports, and returns one `Expect` per server endpoint. Parameters (intervals, pool
 modes, seeds) come from the runner's rng, so two runs with the same seed are alike.
 
 Profiles: `quick` has web over HTTP and HTTPS, websocket chat/notifications and DNS, a few
-seconds each; `standard` adds everything else at about 40 s each (about 8 minutes in all);
+seconds each; `standard` adds everything else at about 32 s each (about 8 minutes in all);
 `full` runs everything for minutes with realistic periods (15 s scrapes, 64 s NTP polls).
 """
 
@@ -33,7 +33,7 @@ CLIENT = "sandbox"
 ALL = frozenset({"quick", "standard", "full"})
 STANDARD = frozenset({"standard", "full"})
 # Seconds of client traffic per scenario, by profile.
-DURATION = {"quick": 4.0, "standard": 40.0, "full": 240.0}
+DURATION = {"quick": 4.0, "standard": 32.0, "full": 240.0}
 WEB_NAMES = ("www.example.com", "static.example.net", "api.example.org", "chat.example.com",
              "ticker.example.net", "metrics.corp.example", "node.example.org")  # fmt: skip
 
@@ -384,6 +384,31 @@ def mqtt_keepalive(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         return s.finish()
 
 
+def irc_idle(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """IRC clients idling in channels (plain 6667 and TLS 6697): server PINGs, chatter."""
+    far = _far(lab)
+    with _Session(lab, "benign-irc", rng) as s:
+        ip, ip2 = lab.ip("outside"), lab.ip(far)
+        ping = {"quick": 1.0, "standard": rng.uniform(8, 16), "full": 90.0}[profile]
+        s.server("outside", 6667, "tcp", "irc", _module(
+            "irc", "server", "--bind", ip, "--port", 6667, "--seed", s.seed(), "--ping", ping,
+            "--chatter", _period(profile, rng, (3, 10))))  # fmt: skip
+        cert, key = s.cert(far, "irc.example.net")
+        s.server(far, 6697, "tcp", "ircs", _module(
+            "irc", "server", "--bind", ip2, "--port", 6697, "--tls", "--cert", cert, "--key", key,
+            "--seed", s.seed(), "--ping", ping,
+            "--chatter", _period(profile, rng, (3, 10))))  # fmt: skip
+        d = DURATION[profile]
+        s.client("irc", _module(
+            "irc", "client", "--server", ip, "--port", 6667, "--duration", d, "--seed", s.seed(),
+            "--interval", _period(profile, rng, (8, 20))), d)  # fmt: skip
+        s.client("ircs", _module(
+            "irc", "client", "--server", ip2, "--port", 6697, *_tls_args(cert, "irc.example.net"),
+            "--duration", d, "--seed", s.seed(),
+            "--interval", _period(profile, rng, (8, 20))), d)  # fmt: skip
+        return s.finish()
+
+
 # ---------------------------------------------------------------- RPC and databases
 
 
@@ -484,6 +509,8 @@ SCENARIOS: list[Scenario] = [
               "RESP key-value traffic from a connection pool: bursts plus idle health PINGs"),
     _scenario("benign-ntp", STANDARD, ntp_polls,
               "NTPv4 polls, ntpd-style from port 123 and chrony-style from ephemeral ports"),
+    _scenario("benign-irc", STANDARD, irc_idle,
+              "IRC clients idling in channels over 6667 and 6697 (TLS): PING/PONG, chatter"),
     _scenario("benign-web-proxy", STANDARD, web_proxy,
               "HTTPS browsing and a curl download through an HTTP CONNECT proxy on 3128"),
     _scenario("benign-web-terminal", STANDARD, web_terminal,
