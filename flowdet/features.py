@@ -22,7 +22,7 @@ What the columns capture, and why (see docs/ANCHORS.md for the peers these ideas
   flowdet.signatures.ssh's packet arithmetic, and which side sends them first;
 - the shape of the first payload packets (signed sizes), which shows the Stratum V2 Noise
   handshake, the SSH post-authentication `-R` global request and the like;
-- the payload signatures' own feature vector (`SIGNATURE_FEATURES`).
+- the payload signatures' features, pinned by name (`SIGNATURE_COLUMNS`).
 
 No addresses and no port numbers: a model that learns the lab's ports would fail on the
 first pool that listens elsewhere (real pools use 25, 80, 443, 3333, 14444, ...).
@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from flowdet.errors import FlowdetError
 from flowdet.flows.record import FlowBlock, FlowRecord
 from flowdet.signatures import SIGNATURE_FEATURES, SignatureResult, inspect
 from flowdet.signatures import ssh as sshsig
@@ -45,6 +46,61 @@ HIST_BINS = 12
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 # OpenSSH's default cipher: the keystroke sizes assumed when the KEXINIT lists were cut short.
 DEFAULT_SSH_ALGS: tuple[str, str | None] = ("chacha20-poly1305@openssh.com", None)
+
+# The signature columns the model uses, pinned by name: a recognizer that gains a feature
+# does not shift the model's columns (the new one is unused until added here and retrained).
+SIGNATURE_COLUMNS: tuple[str, ...] = (
+    "sig_stratum_client_method",
+    "sig_stratum_subscribe",
+    "sig_stratum_authorize",
+    "sig_stratum_submit",
+    "sig_stratum_n_client_methods",
+    "sig_stratum_server_notify",
+    "sig_stratum_subscribe_result",
+    "sig_stratum_ethereum",
+    "sig_stratum_equihash",
+    "sig_stratum_miner_agent",
+    "sig_monero_login",
+    "sig_monero_submit",
+    "sig_monero_keepalive",
+    "sig_monero_job",
+    "sig_monero_miner_agent",
+    "sig_getwork",
+    "sig_getwork_mining_headers",
+    "sig_eth_work",
+    "sig_eth_proxy_tcp",
+    "sig_eth_work_result",
+    "sig_sv2_handshake_shape",
+    "sig_sv2_client_first_64",
+    "sig_sv2_server_first_234",
+    "sig_first_toserver_entropy",
+    "sig_first_toclient_entropy",
+    "sig_ssh_banner",
+    "sig_ssh_client_is_openssh",
+    "sig_ssh_server_is_openssh",
+    "sig_ssh_client_kexinit",
+    "sig_ssh_server_kexinit",
+    "sig_ssh_client_kex_count",
+    "sig_ssh_strict_kex",
+    "sig_ssh_aead",
+    "sig_ssh_keystroke_size",
+    "sig_tls_client_hello",
+    "sig_tls_server_hello",
+    "sig_tls_sni_present",
+    "sig_tls_sni_poolish",
+    "sig_tls_alpn_present",
+    "sig_tls_alpn_http",
+    "sig_tls_grease",
+    "sig_tls_version",
+    "sig_tls_n_ciphers",
+    "sig_tls_n_extensions",
+    "sig_http_request",
+    "sig_http_post_json",
+    "sig_http_miner_agent",
+    "sig_tunnel_socks",
+    "sig_tunnel_http_connect",
+    "sig_tunnel_payload",
+)
 
 
 def _record_names() -> list[str]:
@@ -119,9 +175,12 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
     + _seq_names("last")
     + _early_names()
     + _ssh_names()
-    + list(SIGNATURE_FEATURES)
+    + list(SIGNATURE_COLUMNS)
 )
-_N_OWN = len(FEATURE_NAMES) - len(SIGNATURE_FEATURES)
+_N_OWN = len(FEATURE_NAMES) - len(SIGNATURE_COLUMNS)
+_SIG_INDEX = np.array(
+    [SIGNATURE_FEATURES.index(n) if n in SIGNATURE_FEATURES else -1 for n in SIGNATURE_COLUMNS]
+)
 
 
 # -- small numeric helpers ---------------------------------------------------------------------
@@ -427,7 +486,10 @@ def featurize(
     own = np.concatenate(parts, axis=1)
     assert own.shape[1] == _N_OWN, (own.shape, _N_OWN)
     X[:, :_N_OWN] = np.nan_to_num(own, nan=0.0, posinf=0.0, neginf=0.0)
-    X[:, _N_OWN:] = np.stack([s.features for s in sigs]) if sigs else 0.0
+    if (_SIG_INDEX < 0).any():
+        gone = [n for n, i in zip(SIGNATURE_COLUMNS, _SIG_INDEX.tolist(), strict=True) if i < 0]
+        raise FlowdetError(f"signature feature(s) {', '.join(gone)} no longer exist")
+    X[:, _N_OWN:] = np.stack([s.features for s in sigs])[:, _SIG_INDEX]
     return X, sigs
 
 

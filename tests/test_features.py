@@ -9,6 +9,7 @@ from flows_synth import P, make_batch
 from flowdet.features import (
     FEATURE_NAMES,
     SEQ_N,
+    SIGNATURE_COLUMNS,
     featurize,
     keystroke_sizes,
     sequence_features,
@@ -40,7 +41,8 @@ def _col(X: np.ndarray, name: str, row: int = 0) -> float:
 
 def test_feature_names_unique_and_include_signatures() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert FEATURE_NAMES[-len(SIGNATURE_FEATURES) :] == SIGNATURE_FEATURES
+    assert FEATURE_NAMES[-len(SIGNATURE_COLUMNS) :] == SIGNATURE_COLUMNS
+    assert set(SIGNATURE_COLUMNS) <= set(SIGNATURE_FEATURES)
     # no raw ports or addresses
     assert not [n for n in FEATURE_NAMES if "port" in n or n.endswith("_ip")]
 
