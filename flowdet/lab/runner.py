@@ -47,7 +47,7 @@ from flowdet.lab.topology import (
 
 # Per-scenario time budget: past it the lab is torn down under the scenario.
 BUDGET_S = {"quick": 100.0, "standard": 20 * 60.0, "full": 4 * 3600.0}
-DEFAULT_JOBS = {"quick": 4, "standard": 2, "full": 2}
+DEFAULT_JOBS = {"quick": 4, "standard": 4, "full": 3}
 STATE_FILE = ".lab-state.json"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

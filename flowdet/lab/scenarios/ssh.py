@@ -374,11 +374,12 @@ def remote_commands(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     world, crypto, port = _common(lab, rng)
     port2 = choose_port(rng)
     world.start_sshd("outside2", port2)
-    (world.home("outside") / "app.log").write_text(
-        "".join(
-            f"2026-11-27 10:{i // 60:02d}:{i % 60:02d} INFO request {i} ok\n" for i in range(400)
-        )
-    )
+    for host in ("outside", "outside2"):  # commands go to both servers
+        lines = rng.randint(100, 2000)
+        (world.home(host) / "app.log").write_text(
+            "".join(f"2026-11-27 {10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d} INFO "
+                    f"request {i} ok\n" for i in range(lines))
+        )  # fmt: skip
     commands = [
         "uptime",
         "df -h /",
