@@ -57,7 +57,9 @@ def quick_run() -> Path:
             cwd=REPO,
         )
         (out / "generate.stderr").write_text(proc.stderr)
-        if proc.returncode != 0:
+        # 1 = some scenario failed: the run is still there to check, and the lab's own test
+        # of statuses reports which; anything else means no usable run at all
+        if proc.returncode not in (0, 1):
             raise AssertionError(f"lab quick run failed ({proc.returncode}): {proc.stderr[-3000:]}")
         _runs["quick"] = out
     return _runs["quick"]

@@ -222,7 +222,7 @@ def test_benign_ssh_has_no_inner_session(quick_run: Path) -> None:
 
 def test_captures_are_wire_sized_with_full_snaplen(quick_run: Path) -> None:
     run = _manifest(quick_run)
-    for s in run["scenarios"]:
+    for s in [s for s in run["scenarios"] if s["status"] == "ok"]:
         lens = tshark_rows(quick_run / s["pcap"], ["frame.len", "frame.cap_len"])
         assert lens
         assert all(a == b for a, b in lens), f"{s['pcap']}: truncated frames"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from flowdet.lab.sshkit import (
 )
 
 ALL = frozenset({"quick", "standard", "full"})
+RunFn = Callable[[Lab, random.Random, str], list[Expect]]
 PY = "python3"
 
 
@@ -584,7 +586,7 @@ def multiplexed(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     return [Expect("sandbox", "outside", port, "tcp", "benign")]
 
 
-def _scn(name: str, label: str, run, description: str) -> Scenario:  # type: ignore[no-untyped-def]
+def _scn(name: str, label: str, run: RunFn, description: str) -> Scenario:
     return Scenario(name=name, label=label, description=description, profiles=ALL, run=run)
 
 
