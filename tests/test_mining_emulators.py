@@ -796,6 +796,18 @@ def test_keepalives(runs: dict[str, Run]) -> None:
     assert len(hashrate_reports) == runs["ethproxy"].summary["keepalives"] >= 4
 
 
+def test_pool_drops_garbage_and_keeps_serving(runs: dict[str, Run]) -> None:
+    upstream = runs["stratum1"].relay.upstream  # that pool is still running
+    for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b'["not", "an", "object"]\n'):
+        with socket.create_connection(upstream, timeout=5) as s:
+            s.sendall(junk)
+            assert s.recv(4096) == b"", "the pool answered garbage instead of hanging up"
+    with socket.create_connection(upstream, timeout=5) as s:
+        s.sendall(b'{"id": 1, "method": "mining.subscribe", "params": ["cgminer/4.10.0"]}\n')
+        reply = json.loads(s.makefile("rb").readline())
+    assert reply["id"] == 1 and reply["error"] is None and len(reply["result"]) == 3
+
+
 # ---------------------------------------------------------------- the guard
 
 

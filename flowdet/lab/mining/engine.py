@@ -162,8 +162,11 @@ async def serve_pool(
         conn = LineConn(reader, writer, ctx.cfg.log, next(ctx.conn_ids), ctx.cfg.compact)
         try:
             await session_cls(ctx, conn).serve()
-        except (ConnectionError, ssl.SSLError, LabError, asyncio.IncompleteReadError) as exc:
+        except (OSError, ssl.SSLError, LabError, asyncio.IncompleteReadError) as exc:
             warn(f"pool: connection {conn.conn_id} ended: {exc!r}")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            # A peer that is not a miner of this dialect: drop it, as a pool would.
+            warn(f"pool: connection {conn.conn_id} dropped, unexpected message: {exc!r}")
         finally:
             await close_writer(writer)
 
@@ -370,7 +373,16 @@ async def run_miner(
             )
         except TimeoutError:
             pass
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, LabError) as exc:
+        except (
+            OSError,
+            ssl.SSLError,
+            asyncio.IncompleteReadError,
+            LabError,
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+        ) as exc:
             # A dropped, refused or garbled connection: count it, wait, reconnect, as miners do.
             tally.errors.append(repr(exc)[:200])
             if tally.connections > 50:
