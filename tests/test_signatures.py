@@ -550,8 +550,8 @@ def _ja4_vector_hello(ciphers_hex: str, exts_hex: str, sigs_hex: str, grease: bo
     return _client_hello(ciphers, exts)
 
 
-# (JA4_ro lists, expected JA4): the worked example of FoxIO's JA4.md, and a Chrome 143 hello
-# as reported with its JA4_ro by browserleaks (found via a public capture write-up).
+# (JA4_ro lists, expected JA4): the worked example of FoxIO's JA4.md, and a Chrome 143 hello's
+# JA4 and JA4_ro as reported by tls.browserleaks.com (quoted in service0427/v2_cp_app, tls.md).
 JA4_VECTORS = [
     (
         "1301,1302,1303,c02b,c02f,c02c,c030,cca9,cca8,c013,c014,009c,009d,002f,0035",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def main(captures: tuple[Path, ...], labels: Path | None, quiet: bool) -> None:
                 truth[key] = (row["label"], row.get("evidence") or "")
     counts: Counter[str] = Counter()
     strengths: Counter[str] = Counter()
+    spent = 0.0  # seconds inside the recognizers, without tshark
     for pcap in files:
         try:
             flows = flow_prefixes(pcap)
@@ -59,7 +61,9 @@ def main(captures: tuple[Path, ...], labels: Path | None, quiet: bool) -> None:
             continue
         counts["captures"] += 1
         for flow in flows:
+            t0 = time.perf_counter()
             result = inspect(flow.toserver, flow.toclient)
+            spent += time.perf_counter() - t0
             counts["flows"] += 1
             counts["recognizer_errors"] += bool(result.errors)
             mining = result.is_mining
@@ -77,6 +81,12 @@ def main(captures: tuple[Path, ...], labels: Path | None, quiet: bool) -> None:
                     f"{flow.server_ip}:{flow.server_port}\t{'mining' if mining else '-'}\t{texts}"
                 )
     click.echo("summary: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())), err=True)
+    if counts["flows"]:
+        rate = counts["flows"] / spent if spent > 0 else float("inf")
+        click.echo(
+            f"recognizers: {spent:.3f} s for {counts['flows']} flows ({rate:,.0f} flows/s)",
+            err=True,
+        )
     if strengths:
         items = sorted(strengths.items())
         click.echo("mining-family evidence: " + ", ".join(f"{k}={v}" for k, v in items), err=True)
