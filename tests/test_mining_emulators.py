@@ -784,9 +784,16 @@ def test_reconnects_make_new_flows(runs: dict[str, Run]) -> None:
     run = runs["reconnect"]
     assert run.summary["connections"] >= 2
     assert run.relay.conns == run.summary["connections"]
+    extranonces = set()
     for conn in range(1, run.relay.conns + 1):
-        first = json_lines(run.relay.stream("c2s", conn))[0][0]
-        assert first["method"] in ("mining.configure", "mining.subscribe")
+        msgs = [m for m, _ in json_lines(run.relay.stream("c2s", conn))]
+        assert msgs[0]["method"] in ("mining.configure", "mining.subscribe")
+        sub = next(m for m in msgs if m["method"] == "mining.subscribe")
+        # cgminer offers its session id again on reconnect; the pool keeps its extranonce1
+        assert len(sub["params"]) == (1 if conn == 1 else 2)
+        replies = [m for m, _ in json_lines(run.relay.stream("s2c", conn))]
+        extranonces.add(next(m for m in replies if m.get("id") == sub["id"])["result"][1])
+    assert len(extranonces) == 1
 
 
 def test_keepalives(runs: dict[str, Run]) -> None:

@@ -65,6 +65,7 @@ class Tally:
     tls_versions: list[str] = field(default_factory=list)
     difficulties: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    session: str | None = None  # the last stratum session id, offered again on reconnect
 
 
 class PoolContext:
@@ -75,6 +76,7 @@ class PoolContext:
         self.rng = random.Random(cfg.seed)
         self.board = JobBoard(random.Random(cfg.seed ^ 0x5EED), cfg.clock, CHAINS[chain])
         self.conn_ids = itertools.count(1)
+        self.sessions: dict[str, str] = {}  # stratum session id -> extranonce1, for resumes
 
 
 class PoolSession(ABC):

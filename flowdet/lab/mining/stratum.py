@@ -11,6 +11,7 @@ solution. Every hash and solution is random bytes.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -124,8 +125,12 @@ class Stratum1Pool(PoolSession):
             result = {"version-rolling": True, "version-rolling.mask": "1fffe000"}
             await self.conn.send(self.reply(mid, result))
         elif method == "mining.subscribe":
+            params = msg.get("params") or []
+            resume = params[1] if len(params) > 1 and isinstance(params[1], str) else None
+            if resume in self.ctx.sessions:  # a known session: same id, same extranonce1
+                self.session = resume
+            extranonce1 = self.ctx.sessions.setdefault(self.session, rhex(self.rng, 4))
             subs = [["mining.set_difficulty", self.session], ["mining.notify", self.session]]
-            extranonce1 = rhex(self.rng, 4)
             await self.conn.send(self.reply(mid, [subs, extranonce1, self.extranonce2_size]))
         elif method == "mining.authorize":
             await self.conn.send(self.reply(mid, True))
@@ -185,11 +190,15 @@ class Stratum1Miner(MinerSession):
             await self.request(
                 {"id": self.next_id(), "method": "mining.configure", "params": cfg_params}
             )
+        # cgminer offers its previous session id on reconnect, to keep its extranonce1.
+        params = [agent, self.tally.session] if self.tally.session else [agent]
         res = await self.request(
-            {"id": self.next_id(), "method": "mining.subscribe", "params": [agent]}
+            {"id": self.next_id(), "method": "mining.subscribe", "params": params}
         )
         result = res.get("result") or [None, "00000000", 4]
         self.extranonce2_size = int(result[2]) if len(result) > 2 else 4
+        with contextlib.suppress(IndexError, TypeError):
+            self.tally.session = str(result[0][0][1])
         if self.rng.random() < 0.5:
             await self.send(
                 {"id": self.next_id(), "method": "mining.extranonce.subscribe", "params": []}
