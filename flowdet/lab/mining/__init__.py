@@ -22,6 +22,12 @@ Run as `python -m flowdet.lab.mining.pool`, `python -m flowdet.lab.mining.miner`
 
 Both sides print one JSON line on stdout: the pool `{"listening": [host, port], ...}` once
 bound, the miner a summary of what it really exchanged when it ends. With `--log FILE` every
-application message is also appended to FILE as a JSON line (direction, kind, size), which is
-what the tests compare with the real captures.
+application message is also appended to FILE as a JSON line (direction, kind, size).
+
+Reference: ../shared/corpus/mining-real. Message layouts and sizes follow it (see
+`python -m flowdet.lab.mining.reference`, which prints the real and emulated size ranges side
+by side), and so do some timings: Monero pools push a job about every 60 s between blocks,
+Ethereum HTTP miners poll every ~1 s and report a zero hashrate first, Equihash vardiff moves
+the target a few shares after login. `--time-scale` multiplies every interval, so the lab's
+quick profile compresses minutes of protocol time into seconds without changing their ratios.
 """
