@@ -166,7 +166,15 @@ def _early_names() -> list[str]:
 
 
 def _ssh_names() -> list[str]:
-    return ["ssh_ks1_size", "ssh_ks2_size", "ssh_algs_known"]
+    return [
+        "ssh_ks1_size",
+        "ssh_ks2_size",
+        "ssh_algs_known",
+        "ssh_auth_seen",  # the user-auth success was found in the first 32 packets
+        "ssh_post_auth_client_run",  # client packets right after it (-R: global request(s))
+        "ssh_post_auth_first_delta",  # first client packet size minus the success size
+        "ssh_post_auth_min_replies",  # minimal server replies (REQUEST_SUCCESS) after it
+    ]
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
@@ -199,23 +207,53 @@ def _col(records: Sequence[FlowRecord], name: str, dtype: type = np.float64) -> 
 
 
 # -- SSH keystroke arithmetic ------------------------------------------------------------------
+# OpenSSH's first MAC choice, assumed when a non-AEAD cipher was negotiated but the MAC lists
+# were cut off by the payload prefix (OpenSSH 9 KEXINITs are longer than 1 KB).
+DEFAULT_SSH_MAC = "umac-64-etm@openssh.com"
+# What an inner session (the one inside a tunnel) usually negotiates: OpenSSH's defaults and
+# the common hardened choices. A nested keystroke may have any of these inside the outer one.
+INNER_SSH_ALGS: tuple[tuple[str, str | None], ...] = (
+    ("chacha20-poly1305@openssh.com", None),
+    ("aes128-gcm@openssh.com", None),
+    ("aes256-gcm@openssh.com", None),
+    ("aes128-ctr", "umac-64-etm@openssh.com"),
+    ("aes128-ctr", "hmac-sha2-256-etm@openssh.com"),
+    ("aes128-ctr", "hmac-sha2-256"),
+)
+N_KS2 = 4  # nested keystroke size candidates kept per flow (distinct values)
+
+
 def negotiated_algorithms(sig: SignatureResult) -> tuple[str, str | None] | None:
-    """(cipher, mac) the SSH client and server agreed on, from the signature evidence."""
+    """(cipher, mac) the SSH client and server agreed on, from the signature evidence.
+
+    mac is None for AEAD ciphers. A non-AEAD cipher whose MAC could not be read gets
+    OpenSSH's default MAC.
+    """
     for ev in sig.evidence:
         if ev.family == "ssh" and ev.name == "negotiated":
             cipher = str(ev.detail.get("cipher_c2s", ""))
             mac = str(ev.detail.get("mac_c2s", "")) or None
-            if cipher:
-                return cipher, mac
+            if not cipher:
+                continue
+            aead = sshsig.CIPHERS.get(cipher, (0, 0))[1] > 0
+            if aead:
+                return cipher, None
+            if mac is None or mac == "unknown" or _mac_unknown(mac):
+                mac = DEFAULT_SSH_MAC
+            return cipher, mac
     return None
+
+
+def _mac_unknown(mac: str) -> bool:
+    return sshsig.channel_data_wire_size("aes128-ctr", mac, 1) is None
 
 
 def keystroke_sizes(algs: tuple[str, str | None]) -> tuple[int, int]:
     """Wire sizes of a one-byte keystroke: plain, and inside a second SSH layer.
 
     The inner session is assumed to use the same algorithms as the outer one (both ends are
-    usually the same OpenSSH), as reverse_ssh.bro assumes. 0 when the table does not know
-    the cipher or MAC.
+    usually the same OpenSSH), as reverse_ssh.bro assumes; `nested_candidates` adds the
+    other usual inner choices. 0 when the table does not know the cipher or MAC.
     """
     cipher, mac = algs
     single = sshsig.channel_data_wire_size(cipher, mac if mac else "none", 1)
@@ -223,21 +261,80 @@ def keystroke_sizes(algs: tuple[str, str | None]) -> tuple[int, int]:
     return int(single or 0), int(nested or 0)
 
 
+def nested_candidates(outer: tuple[str, str | None]) -> list[int]:
+    """Distinct outer wire sizes of a nested keystroke, the same-algorithms guess first."""
+    sizes = [keystroke_sizes(outer)[1]]
+    for inner in INNER_SSH_ALGS:
+        n = sshsig.nested_keystroke_size(
+            (inner[0], inner[1] or "none"), (outer[0], outer[1] or "none")
+        )
+        if n and n not in sizes:
+            sizes.append(int(n))
+    return [x for x in sizes if x][:N_KS2]
+
+
 def ssh_keystroke_columns(sigs: Sequence[SignatureResult]) -> np.ndarray:
-    """Per flow: (single keystroke size, nested keystroke size, algorithms known); zeros for
-    flows without an SSH banner. Unknown algorithms fall back to OpenSSH's default cipher."""
-    out = np.zeros((len(sigs), 3), dtype=np.float64)
+    """Per flow: single keystroke size, nested size (same algorithms), algorithms known,
+    then N_KS2 nested-size candidates (0-padded); zeros for flows without an SSH banner.
+    Unknown algorithms fall back to OpenSSH's default cipher."""
+    out = np.zeros((len(sigs), 3 + N_KS2), dtype=np.float64)
     banner = SIGNATURE_FEATURES.index("sig_ssh_banner")
     for i, sig in enumerate(sigs):
         if sig.features[banner] <= 0:
             continue
         algs = negotiated_algorithms(sig)
         known = algs is not None
-        s1, s2 = keystroke_sizes(algs) if known else (0, 0)
-        if not s1:
-            s1, s2 = keystroke_sizes(DEFAULT_SSH_ALGS)
+        s1, s2 = keystroke_sizes(algs) if algs is not None else (0, 0)
+        if not s1 or algs is None:
+            algs = DEFAULT_SSH_ALGS
+            s1, s2 = keystroke_sizes(algs)
             known = False
-        out[i] = (s1, s2, float(known))
+        cands = nested_candidates(algs)
+        out[i, :3] = (s1, s2, float(known))
+        out[i, 3 : 3 + len(cands)] = cands
+    return out
+
+
+def post_auth_features(seqs: Sequence[dict[str, list]], is_ssh: np.ndarray) -> np.ndarray:
+    """What the client does right after SSH user authentication succeeds.
+
+    The success message is the first small (<= 64 bytes) responder packet that answers a
+    large (>= 250 bytes: a signed publickey request) initiator packet after the key exchange.
+    Then an interactive or command session opens one `session` channel (one client packet,
+    the server answers with its host keys and the channel confirmation), while `-R` sends a
+    `tcpip-forward` global request the server answers with a minimal REQUEST_SUCCESS, the
+    size of the auth success itself (packetStrider / Corelight's RSP idea). Columns: found,
+    client packets before the server's next packet, size of the first client packet minus
+    the success size, minimal-size server replies among the next 6 payload packets.
+    """
+    out = np.zeros((len(seqs), 4))
+    for i, sq in enumerate(seqs):
+        if not is_ssh[i]:
+            continue
+        pay = [(d, n) for d, n in zip(sq["dir"], sq["len"], strict=False) if n > 0]
+        k = None
+        for j in range(6, len(pay)):
+            d, n = pay[j]
+            pd, pn = pay[j - 1]
+            if d == 1 and n <= 64 and pd == 0 and pn >= 250:
+                k = j
+                break
+        if k is None:
+            continue
+        ok_size = pay[k][1]
+        after = pay[k + 1 : k + 7]
+        run = 0
+        for d, _ in after:
+            if d != 0:
+                break
+            run += 1
+        first_c = next((n for d, n in after if d == 0), 0)
+        out[i] = (
+            1.0,
+            float(run),
+            float(first_c - ok_size) if first_c else 0.0,
+            float(sum(1 for d, n in after if d == 1 and n == ok_size)),
+        )
     return out
 
 
@@ -299,7 +396,8 @@ def _mode(ln: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sequence_features(seq: tuple[np.ndarray, ...], ks: np.ndarray) -> np.ndarray:
     """Columns of `_seq_names` for one window of up to 32 packets per flow.
 
-    `ks` holds each flow's single and nested keystroke sizes (0 = not SSH).
+    `ks` holds each flow's single keystroke size, then its nested keystroke size candidates
+    (0 = none, not SSH).
     """
     valid, d, ln, iat, fl = seq
     n = valid.shape[0]
@@ -322,9 +420,11 @@ def sequence_features(seq: tuple[np.ndarray, ...], ks: np.ndarray) -> np.ndarray
     prev_pkt_t = np.concatenate([np.zeros((n, 1)), t[:, :-1]], axis=1)
     after_idle = valid & (t - prev_pkt_t >= 1.0) & (np.arange(SEQ_N)[None, :] > 0)
     ks1 = ks[:, 0:1]
-    ks2 = ks[:, 1:2]
     is1 = pay & (ln == ks1) & (ks1 > 0)
-    is2 = pay & (ln == ks2) & (ks2 > 0)
+    is2 = np.zeros_like(pay)
+    for c in range(1, ks.shape[1]):
+        kc = ks[:, c : c + 1]
+        is2 |= pay & (ln == kc) & (kc > 0)
     for side in (0, 1):
         m = pay & (d == side)
         nm = m.sum(axis=1)
@@ -473,15 +573,17 @@ def featurize(
     if n == 0:
         return X, sigs
     ssh = ssh_keystroke_columns(sigs)
-    ks = ssh[:, :2]
-    first = pad_sequences([r.first_pkts for r in records])
+    ks = np.concatenate([ssh[:, :1], ssh[:, 3:]], axis=1)
+    first_seqs = [r.first_pkts for r in records]
+    first = pad_sequences(first_seqs)
     last = pad_sequences([r.last_pkts for r in records])
     parts = [
         record_features(records),
         sequence_features(first, ks),
         sequence_features(last, ks),
         early_features(first),
-        ssh,
+        ssh[:, :3],
+        post_auth_features(first_seqs, ssh[:, 0] > 0),
     ]
     own = np.concatenate(parts, axis=1)
     assert own.shape[1] == _N_OWN, (own.shape, _N_OWN)

@@ -175,3 +175,43 @@ def test_featurize_real_mining_capture(corpus) -> None:
     # 1024..2047 bin (10)
     assert _col(X, f"hist_toserver_{10}", i) > 0
     assert _col(X, "ssh_ks1_size", i) == 0.0
+
+
+def _seq(signed: list[int]) -> dict[str, list]:
+    return {
+        "dir": [0 if v > 0 else 1 for v in signed],
+        "len": [abs(v) for v in signed],
+        "iat": [0.01] * len(signed),
+        "flags": [0x18] * len(signed),
+    }
+
+
+def test_post_auth_shapes_from_lab_sessions() -> None:
+    """Signed payload sizes as the lab's OpenSSH flows show them (first_pkts, ACKs omitted):
+    after the signed publickey request (>= 250 bytes) and the 28-byte success, a session
+    opens one channel (client 120, 84 more than the success), `-R` sends two global-request
+    sized packets (60, 32 more) and gets a 28-byte REQUEST_SUCCESS."""
+    handshake = [41, -41, 1448, 112, -1136, 272, -748, 16, 44, -44, 60, -44, 492, -460, 988, -28]
+    reverse = _seq([*handshake, 60, 60, -964, -28, -92])
+    session = _seq([*handshake, 112, -988, -52, 136, -108])
+    nossh = _seq([*handshake, 60, 60, -964, -28])
+    from flowdet.features import post_auth_features
+
+    got = post_auth_features([reverse, session, nossh], np.array([True, True, False]))
+    assert got[0].tolist() == [1.0, 2.0, 32.0, 1.0]
+    assert got[1].tolist() == [1.0, 1.0, 84.0, 0.0]
+    assert got[2].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_unknown_mac_falls_back_to_openssh_default() -> None:
+    from flowdet.features import DEFAULT_SSH_MAC, negotiated_algorithms, nested_candidates
+    from flowdet.signatures import SignatureResult
+    from flowdet.signatures.evidence import Evidence
+
+    ev = Evidence("ssh", "negotiated", "toserver", {"cipher_c2s": "aes128-ctr", "mac_c2s": ""}, "")
+    sig = SignatureResult((ev,), np.zeros(len(SIGNATURE_FEATURES), np.float32))
+    assert negotiated_algorithms(sig) == ("aes128-ctr", DEFAULT_SSH_MAC)
+    # aes128-ctr + umac-64-etm: 11 encrypted bytes padded to 16, + 4 length + 8 MAC = 28
+    assert keystroke_sizes(("aes128-ctr", DEFAULT_SSH_MAC))[0] == 28
+    cands = nested_candidates(("chacha20-poly1305@openssh.com", None))
+    assert cands[0] == 76 and len(set(cands)) == len(cands) and len(cands) <= 4
