@@ -139,11 +139,12 @@ def fields_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
+def _iso(ns: int | None) -> str | None:
+    """ISO 8601 UTC with microseconds, as the flow records' start/end."""
+    if ns is None:
         return None
-    ns = np.array([round(epoch * 1e9)], dtype="int64").astype("datetime64[ns]")
-    return str(np.datetime_as_string(ns, unit="us")[0]) + "Z"
+    t = np.array([ns], dtype="int64").astype("datetime64[ns]")
+    return str(np.datetime_as_string(t, unit="us")[0]) + "Z"
 
 
 def app_proto(v: Verdict) -> str:
@@ -173,7 +174,7 @@ def alert_record(v: Verdict, model: str = "") -> dict[str, Any]:
     r = v.record
     alert = v.label != "benign"
     return {
-        "timestamp": (_iso(v.first_epoch) if alert and v.first_epoch is not None else r.end),
+        "timestamp": (_iso(v.first_ns) if alert and v.first_ns is not None else r.end),
         "event_type": "alert" if alert else "flow",
         "pcap_filename": v.source,
         "flow_id": r.flow_id,
@@ -200,7 +201,7 @@ def alert_record(v: Verdict, model: str = "") -> dict[str, Any]:
         "verdict_checkpoint": v.first_checkpoint or None,
         "verdict_pkts": v.first_pkts if alert else None,
         "verdict_client_payload_pkts": v.first_client_payload_pkts if alert else None,
-        "verdict_time": _iso(v.first_epoch) if alert else None,
+        "verdict_time": _iso(v.first_ns) if alert else None,
         "reasons": [x.text for x in v.reasons],
         "reason_sources": [x.source for x in v.reasons],
         "drivers_method": v.drivers_method,
@@ -302,7 +303,7 @@ def render_verdict(v: Verdict, n: int | None = None) -> str:
         )
         lines.append(
             f"    verdict first reached {when}: after {v.first_pkts:,} packets "
-            f"({v.first_client_payload_pkts} client payload packets), {_iso(v.first_epoch)}"
+            f"({v.first_client_payload_pkts} client payload packets), {_iso(v.first_ns)}"
         )
     probs = ", ".join(f"{c} {p:.2f}" for c, p in v.proba.items())
     lines.append(f"    probabilities: {probs}")

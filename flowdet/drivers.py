@@ -1,29 +1,36 @@
-"""Drivers: which features pushed one flow towards its label, for choosing its reasons.
+"""Drivers: which features pushed a flow towards its label, for choosing its reasons.
 
 Two methods, the better one that the model allows:
 
 - ``contribution`` (tree ensembles: RandomForest, ExtraTrees, a DecisionTree or a
   HistGradientBoosting classifier, alone or as the last step of a Pipeline): the Saabas
-  decomposition. Walking a tree from the root to
-  the flow's leaf, each split moves the class-probability estimate; the move is credited to
-  the split's feature. Averaged over trees, the contributions plus the root prior sum
-  exactly to the predicted probability, so they are an honest account of this prediction
-  (though, unlike SHAP, they favour features split on near the root).
+  decomposition. Walking a tree from the root to the flow's leaf, each split moves the
+  estimate; the move is credited to the split's feature. Summed over the trees, the
+  contributions plus the root prior equal the model's output for that row (probability for
+  forests, averaged over trees; raw log-odds score for gradient boosting), so they are an
+  honest account of this prediction - though, unlike SHAP, they favour features split on
+  near the root.
 - ``atypicality`` (any model whose card stores benign training statistics per feature):
   how far the value lies from the benign median, in benign interquartile ranges (or
   standard deviations). It says what is unusual about the flow, not what the model used.
 
 Neither: no drivers, and reasons fall back to a fixed per-label order.
+
+All rows of a block are walked together, tree by tree, level by level (numpy over rows), so
+explaining a few hundred alerts costs about as much as explaining one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 _ESTIMATOR_ATTRS = ("estimator", "model", "pipeline", "clf", "classifier", "_estimator", "_model")
+
+Drivers = list[tuple[str, float, float]]  # (feature, value, weight), strongest first
 
 
 def find_estimator(detector: Any) -> Any | None:
@@ -35,118 +42,191 @@ def find_estimator(detector: Any) -> Any | None:
     return None
 
 
-def _tree_parts(est: Any) -> tuple[list[Any], list[Any]]:
-    """(transformers to apply first, fitted trees) or ([], []) when not a tree model."""
-    pre: list[Any] = []
+@dataclass(slots=True)
+class _Tree:
+    """One tree as flat arrays; `value` is (nodes, K) in the model's output units."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray
+    miss_left: np.ndarray
+    value: np.ndarray
+
+
+def _split_pipeline(est: Any) -> tuple[list[Any], Any]:
     if hasattr(est, "steps"):  # sklearn Pipeline
         pre = [step for _, step in est.steps[:-1] if step not in (None, "passthrough")]
-        est = est.steps[-1][1]
-    if hasattr(est, "tree_"):
-        return pre, [est]
-    trees = getattr(est, "estimators_", None)
-    if trees is not None and len(trees) and all(hasattr(t, "tree_") for t in trees):
-        return pre, list(trees)
-    return [], []
+        return pre, est.steps[-1][1]
+    return [], est
 
 
-def _final(est: Any) -> Any:
-    return est.steps[-1][1] if hasattr(est, "steps") else est
-
-
-def tree_contributions(est: Any, x: np.ndarray, class_index: int) -> np.ndarray | None:
-    """Saabas contributions of each input feature to P(class) for one row, or None."""
-    pre, trees = _tree_parts(est)
-    if not trees:
+def _forest_trees(est: Any) -> tuple[list[_Tree], str] | None:
+    trees = [est] if hasattr(est, "tree_") else list(getattr(est, "estimators_", None) or [])
+    if not trees or not all(hasattr(t, "tree_") for t in trees):
         return None
-    xt = np.asarray(x, dtype=np.float64).reshape(1, -1)
-    for step in pre:
-        xt = step.transform(xt)
-    xt = np.asarray(xt, dtype=np.float32)
-    n_features = xt.shape[1]
-    if n_features != x.shape[-1]:
-        return None  # a transformer changed the columns: contributions would not map back
-    total = np.zeros(n_features)
-    for tree in trees:
-        t = tree.tree_
-        value = t.value[:, 0, :] if t.value.ndim == 3 else t.value
+    out = []
+    for t in trees:
+        tt = t.tree_
+        value = tt.value[:, 0, :] if tt.value.ndim == 3 else tt.value
         value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
-        if class_index >= value.shape[1]:
-            return None
-        node = 0
-        left, right, feat, thr = t.children_left, t.children_right, t.feature, t.threshold
-        while left[node] != -1:
-            f = feat[node]
-            child = left[node] if xt[0, f] <= thr[node] else right[node]
-            total[f] += value[child, class_index] - value[node, class_index]
-            node = child
-    return total / len(trees)
+        miss = getattr(tt, "missing_go_to_left", None)
+        out.append(
+            _Tree(
+                tt.feature.astype(np.int64),
+                tt.threshold.astype(np.float64),
+                tt.children_left.astype(np.int64),
+                tt.children_right.astype(np.int64),
+                tt.children_left == -1,
+                np.ones(tt.node_count, bool) if miss is None else miss.astype(bool),
+                value.astype(np.float64),
+            )
+        )
+    return out, "forest"
 
 
-def hgb_contributions(est: Any, x: np.ndarray, class_index: int) -> np.ndarray | None:
-    """Saabas contributions for a HistGradientBoostingClassifier, in raw-score (log-odds)
-    units, for one row; None if `est` is not one (or uses categorical splits).
-
-    Each boosting iteration adds one tree per class to that class's raw score; walking the
-    row's path, every split's change of node value is credited to the split's feature.
-    sklearn stores leaf values already multiplied by the learning rate and split-node values
-    without it, so split nodes are scaled here to keep the path differences consistent; the
-    root value is 0 and the contributions sum to raw score - baseline. With several classes
-    the contribution to class k is taken relative to the mean of the other classes (the
-    softmax only sees differences of raw scores).
-    """
-    pre: list[Any] = []
-    if hasattr(est, "steps"):
-        pre = [step for _, step in est.steps[:-1] if step not in (None, "passthrough")]
-        est = est.steps[-1][1]
+def _hgb_trees(est: Any) -> tuple[list[_Tree], str] | None:
+    """sklearn stores HGB leaf values multiplied by the learning rate and split-node values
+    without it; split nodes are scaled here so that path differences are consistent (the
+    root value is 0 and a path's differences sum to the tree's leaf value)."""
     predictors = getattr(est, "_predictors", None)
     if not predictors:
         return None
-    xt = np.asarray(x, dtype=np.float64).reshape(1, -1)
-    for step in pre:
-        xt = step.transform(xt)
-    row = np.asarray(xt, dtype=np.float64).ravel()
     lr = float(getattr(est, "learning_rate", 1.0))
     n_cls = len(predictors[0])
-    total = np.zeros((n_cls, row.shape[0]))
+    out = []
     for trees in predictors:
         for k, tree in enumerate(trees):
             nodes = tree.nodes
             if nodes["is_categorical"].any():
                 return None
-            value = np.where(nodes["is_leaf"] == 1, nodes["value"], nodes["value"] * lr)
-            node = 0
-            while not nodes["is_leaf"][node]:
-                f = int(nodes["feature_idx"][node])
-                v = row[f]
-                if np.isnan(v):
-                    go_left = bool(nodes["missing_go_to_left"][node])
-                else:
-                    go_left = v <= nodes["num_threshold"][node]
-                child = int(nodes["left"][node] if go_left else nodes["right"][node])
-                total[k, f] += value[child] - value[node]
-                node = child
-    if n_cls == 1:  # binary: one raw score, for the positive class (classes_[1])
-        return total[0] if class_index == 1 else -total[0]
-    if class_index >= n_cls:
+            leaf = nodes["is_leaf"].astype(bool)
+            v = np.where(leaf, nodes["value"], nodes["value"] * lr)
+            value = np.zeros((len(nodes), n_cls))
+            value[:, k] = v
+            out.append(
+                _Tree(
+                    nodes["feature_idx"].astype(np.int64),
+                    nodes["num_threshold"].astype(np.float64),
+                    nodes["left"].astype(np.int64),
+                    nodes["right"].astype(np.int64),
+                    leaf,
+                    nodes["missing_go_to_left"].astype(bool),
+                    value,
+                )
+            )
+    return out, "boosting"
+
+
+class DriverExplainer:
+    """Drivers for one detector; the model's trees are flattened once, at construction."""
+
+    def __init__(self, detector: Any) -> None:
+        self.names = list(detector.feature_names)
+        self.classes = list(detector.classes)
+        self.stats = benign_stats(getattr(detector, "card", {}) or {})
+        self._pre: list[Any] = []
+        self._trees: list[_Tree] = []
+        self._kind = ""
+        self._est_classes: list[str] = []
+        est = find_estimator(detector)
+        if est is None:
+            return
+        pre, final = _split_pipeline(est)
+        parts = _forest_trees(final) or _hgb_trees(final)
+        if parts is None:
+            return
+        self._pre = pre
+        self._trees, self._kind = parts
+        self._est_classes = [str(c) for c in getattr(final, "classes_", [])]
+
+    @property
+    def method(self) -> str:
+        if self._trees:
+            return "contribution"
+        return "atypicality" if self.stats else "none"
+
+    def _class_col(self, label: str) -> int | None:
+        if label in self._est_classes:
+            return self._est_classes.index(label)
+        if label in self.classes and len(self._est_classes) == len(self.classes):
+            return self.classes.index(label)  # integer-coded classes in the detector's order
         return None
-    others = np.delete(total, class_index, axis=0).mean(axis=0)
-    return total[class_index] - others
 
+    def contributions(self, X: np.ndarray) -> np.ndarray | None:
+        """(rows, features, classes) contributions, or None without a tree model."""
+        if not self._trees:
+            return None
+        xt = np.asarray(X, dtype=np.float64)
+        for step in self._pre:
+            xt = step.transform(xt)
+        xt = np.asarray(xt, dtype=np.float64)
+        if xt.shape[1] != len(self.names):
+            return None  # a transformer changed the columns: no way back to feature names
+        if self._kind == "forest":
+            xt = xt.astype(np.float32).astype(np.float64)  # sklearn trees compare in float32
+        n, n_feat = xt.shape
+        n_cls = self._trees[0].value.shape[1]
+        total = np.zeros((n, n_feat, n_cls))
+        rows_all = np.arange(n)
+        for t in self._trees:
+            node = np.zeros(n, np.int64)
+            idx = rows_all[~t.leaf[node]]
+            while idx.size:
+                nd = node[idx]
+                f = t.feature[nd]
+                v = xt[idx, f]
+                go_left = np.where(np.isnan(v), t.miss_left[nd], v <= t.threshold[nd])
+                child = np.where(go_left, t.left[nd], t.right[nd])
+                total[idx, f, :] += t.value[child] - t.value[nd]
+                node[idx] = child
+                idx = idx[~t.leaf[child]]
+        if self._kind == "forest":
+            total /= len(self._trees)
+        return total
 
-def _class_index(est: Any, classes: Sequence[str], label: str) -> int | None:
-    est_classes = list(getattr(_final(est), "classes_", []))
-    if label in est_classes:
-        return est_classes.index(label)
-    if label in classes and len(est_classes) == len(classes):
-        return list(classes).index(label)  # integer-coded classes in the detector's order
-    return None
+    def drivers(self, X: np.ndarray, labels: Sequence[str], top: int = 8) -> list[Drivers]:
+        """Drivers per row of X towards that row's label."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not len(X):
+            return []
+        total = self.contributions(X)
+        out: list[Drivers] = []
+        for i, label in enumerate(labels):
+            weights: np.ndarray | None = None
+            col = self._class_col(label) if total is not None else None
+            if total is not None and col is not None:
+                c = total[i]
+                if self._kind == "boosting" and c.shape[1] > 1:
+                    # softmax sees differences of raw scores: class k against the others' mean
+                    weights = c[:, col] - np.delete(c, col, axis=1).mean(axis=1)
+                elif self._kind == "boosting":  # binary: one raw score for classes_[1]
+                    weights = c[:, 0] if col == 1 else -c[:, 0]
+                else:
+                    weights = c[:, col]
+            elif self.stats:
+                weights = atypicality(self.stats, self.names, X[i])
+            if weights is None:
+                out.append([])
+                continue
+            order = np.argsort(-weights, kind="stable")[:top]
+            out.append(
+                [
+                    (self.names[j], float(X[i, j]), float(weights[j]))
+                    for j in order.tolist()
+                    if weights[j] > 0
+                ]
+            )
+        return out
 
 
 def benign_stats(card: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """Per-feature benign statistics from a model card, in the shapes we accept."""
-    for holder in (card, card.get("training", {}) if isinstance(card, Mapping) else {}):
-        if not isinstance(holder, Mapping):
-            continue
+    holders = [card]
+    if isinstance(card, Mapping) and isinstance(card.get("training"), Mapping):
+        holders.append(card["training"])
+    for holder in holders:
         for key in ("feature_stats", "benign_stats", "feature_stats_benign"):
             stats = holder.get(key)
             if isinstance(stats, Mapping):
@@ -172,47 +252,16 @@ def _center_scale(st: Any) -> tuple[float, float] | None:
     return c, s
 
 
-def atypicality(
-    stats: Mapping[str, Any], names: Sequence[str], x: np.ndarray
-) -> dict[str, float] | None:
-    out: dict[str, float] = {}
-    for name, v in zip(names, np.asarray(x, dtype=np.float64).ravel().tolist(), strict=True):
+def atypicality(stats: Mapping[str, Any], names: Sequence[str], x: np.ndarray) -> np.ndarray:
+    """|value - benign centre| / benign spread per feature (0 where no statistics)."""
+    out = np.zeros(len(names))
+    for j, (name, v) in enumerate(
+        zip(names, np.asarray(x, dtype=np.float64).ravel().tolist(), strict=True)
+    ):
         cs = _center_scale(stats.get(name))
         if cs is None:
             continue
         c, s = cs
         scale = s if s > 0 else max(abs(c) * 0.1, 1e-9)
-        out[name] = abs(v - c) / scale
-    return out or None
-
-
-def drivers_for(
-    detector: Any, x: np.ndarray, label: str, top: int = 8
-) -> tuple[str, list[tuple[str, float, float]]]:
-    """(method, [(feature, value, weight)...]) for one row, strongest first; ("none", [])
-    when the model allows neither method."""
-    names = list(detector.feature_names)
-    x = np.asarray(x, dtype=np.float64).ravel()
-    est = find_estimator(detector)
-    weights: dict[str, float] | None = None
-    method = "none"
-    if est is not None:
-        ci = _class_index(est, detector.classes, label)
-        contrib = None
-        if ci is not None:
-            contrib = tree_contributions(est, x, ci)
-            if contrib is None:
-                contrib = hgb_contributions(est, x, ci)
-        if contrib is not None and len(contrib) == len(names):
-            weights = dict(zip(names, contrib.tolist(), strict=True))
-            method = "contribution"
-    if weights is None:
-        stats = benign_stats(getattr(detector, "card", {}) or {})
-        if stats is not None:
-            weights = atypicality(stats, names, x)
-            method = "atypicality" if weights else "none"
-    if not weights:
-        return "none", []
-    index = {n: i for i, n in enumerate(names)}
-    ranked = sorted((kv for kv in weights.items() if kv[1] > 0), key=lambda kv: -kv[1])[:top]
-    return method, [(n, float(x[index[n]]), float(w)) for n, w in ranked]
+        out[j] = abs(v - c) / scale
+    return out

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from flowdet.capture.batch import PacketBatch
-from flowdet.drivers import drivers_for
+from flowdet.drivers import DriverExplainer
 from flowdet.errors import ModelError
 from flowdet.flows import layout as L
 from flowdet.flows.config import FlowConfig
@@ -69,7 +69,7 @@ class Verdict:
     key: tuple[int, ...]  # canonical flow key (flowdet.flows.keys), for extraction
     first_checkpoint: str = ""  # "pkts:8", "secs:60" or "final"; "" when benign
     first_pkts: int | None = None  # flow packets when the verdict was first reached
-    first_epoch: float | None = None  # time of the last packet of that evaluation
+    first_ns: int | None = None  # time of the last packet of that evaluation, ns
     first_client_payload_pkts: int | None = None
     reasons: list[Reason] = field(default_factory=list)
     drivers_method: str = "none"
@@ -130,6 +130,7 @@ class ScoringPipeline:
         self.early = early
         self.source = source
         self.stats = ScoreStats()
+        self.explainer = DriverExplainer(detector)
         self._state: dict[int, _FlowState] = {}
 
     # -- driving ------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class ScoringPipeline:
         is_ckpt = block.reason == L.R_CHECKPOINT
         self.stats.records += len(recs)
         out: list[Verdict] = []
+        rows: list[int] = []
         for i, rec in enumerate(recs):
             label = classes[int(lab[i])]
             st = self._state.get(rec.flow_id)
@@ -184,12 +186,13 @@ class ScoringPipeline:
             cpay = st.prior_client_payload + rec.payload_pkts_toserver
             if label != BENIGN and label not in st.crossed:
                 name = rec.checkpoint if is_ckpt[i] else "final"
-                st.crossed[label] = (name, pkts, rec.end_epoch, cpay)
+                st.crossed[label] = (name, pkts, int(block.s[i, L.LAST]), cpay)
             if is_ckpt[i]:
                 if self.early and label != BENIGN and label not in st.early_sent:
                     st.early_sent.add(label)
                     self.stats.early_alerts += 1
-                    out.append(self._verdict(block, i, rec, X[i], P[i], label, score[i], sigs, st))
+                    out.append(self._verdict(block, i, rec, P[i], label, score[i], sigs, st))
+                    rows.append(i)
                 continue
             self.stats.flows += 1
             if rec.end_reason == "active":
@@ -202,18 +205,30 @@ class ScoringPipeline:
             if label != BENIGN:
                 self.stats.alerts[label] = self.stats.alerts.get(label, 0) + 1
             if label != BENIGN or self.all_flows:
-                out.append(
-                    self._verdict(block, i, rec, X[i], P[i], label, score[i], sigs, st, True)
-                )
+                out.append(self._verdict(block, i, rec, P[i], label, score[i], sigs, st, True))
+                rows.append(i)
         self.stats.signature_errors += sum(1 for s in sigs if s is not None and s.errors)
+        self._explain(out, X[rows] if rows else X[:0])
         return out
+
+    def _explain(self, verdicts: list[Verdict], X: np.ndarray) -> None:
+        """Drivers and reasons for the alerts among `verdicts` (rows of X), in one pass."""
+        alert = [j for j, v in enumerate(verdicts) if v.label != BENIGN]
+        if not alert:
+            return
+        drivers = self.explainer.drivers(X[alert], [verdicts[j].label for j in alert])
+        method = self.explainer.method
+        for j, d in zip(alert, drivers, strict=True):
+            v = verdicts[j]
+            v.drivers_method, v.drivers = (method if d else "none"), d
+            weights = {n: w for n, _, w in d}
+            v.reasons = flow_reasons(v.record, v.signature, v.label, weights or None)
 
     def _verdict(
         self,
         block: FlowBlock,
         i: int,
         rec: FlowRecord,
-        x: np.ndarray,
         p: np.ndarray,
         label: str,
         score: float,
@@ -237,11 +252,8 @@ class ScoringPipeline:
         )
         if label != BENIGN:
             name, pkts, epoch, cpay = st.crossed[label]
-            v.first_checkpoint, v.first_pkts, v.first_epoch = name, pkts, epoch
+            v.first_checkpoint, v.first_pkts, v.first_ns = name, pkts, epoch
             v.first_client_payload_pkts = cpay
-            v.drivers_method, v.drivers = drivers_for(self.detector, x, label)
-            weights = {n: w for n, _, w in v.drivers}
-            v.reasons = flow_reasons(rec, sig, label, weights or None)
         return v
 
 
