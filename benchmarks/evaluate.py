@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from flowdet.dataset import Dataset, build_dataset  # noqa: E402
+from flowdet.dataset import Dataset, build_dataset, concat  # noqa: E402
 from flowdet.flows import DEFAULT_CHECKPOINT_SECONDS, FlowConfig  # noqa: E402
 from flowdet.model import BENIGN, CLASSES, Detector  # noqa: E402
 from flowdet.training import class_metrics, train  # noqa: E402
@@ -144,17 +144,15 @@ def _flow_text(f: dict[str, Any]) -> str:
     )
 
 
-def loco_section(train_dirs: list[Path], dense: Dataset, seed: int) -> dict[str, Any]:
+def loco_section(full: Dataset, dense: Dataset, seed: int) -> dict[str, Any]:
     """Leave one mining-real capture out: train on everything else, score the capture."""
-    log("building the training set for leave-one-capture-out ...")
-    full = build_dataset([str(p) for p in train_dirs], progress=quiet)
     caps = sorted({f["capture"] for f in dense.flows})
     per: dict[str, Any] = {}
     tot_n = tot_any = tot_within = tot_final = 0
     for cap in caps:
         t0 = time.monotonic()
         tr = full.subset(full.flow_attr("capture") != cap)
-        det, _ = train(tr, seed=seed, n_splits=2, command="loco", log=None)
+        det, _ = train(tr, seed=seed, n_splits=0, command="loco", log=None)
         te = dense.subset(dense.flow_attr("capture") == cap)
         r = mining_section(det, te, f"leave-one-capture-out: {cap} ({time.monotonic() - t0:.0f} s)")
         per[cap] = r
@@ -177,9 +175,33 @@ def loco_section(train_dirs: list[Path], dense: Dataset, seed: int) -> dict[str,
 
 
 # -- 2. real benign --------------------------------------------------------------------------
-def zeek_section(det: Detector) -> dict[str, Any]:
-    ds = build_dataset([str(ZEEK)], unlabelled_as_benign=True, progress=quiet, what="zeek")
-    pred = labels_of(det, ds)
+def zeek_dataset() -> Dataset:
+    return build_dataset([str(ZEEK)], unlabelled_as_benign=True, progress=quiet, what="zeek")
+
+
+def zeek_cv_section(full: Dataset, zeek: Dataset, k: int, seed: int) -> dict[str, Any]:
+    """Out-of-fold false alarms on zeek-traces for a model that also trains on zeek-traces
+    (as benign): captures split in k folds, each scored by a model trained on the lab and
+    mining-real data plus the other folds' captures."""
+    caps = sorted({f["capture"] for f in zeek.flows})
+    fold_of = {c: i % k for i, c in enumerate(caps)}
+    row_fold = np.array([fold_of[c] for c in zeek.flow_attr("capture")])
+    pred = np.full(len(zeek), BENIGN, dtype=object)
+    for i in range(k):
+        t0 = time.monotonic()
+        tr = concat([full, zeek.subset(row_fold != i)])
+        det, _ = train(tr, seed=seed, n_splits=0, command="zeek-cv", log=None)
+        te = row_fold == i
+        pred[te] = labels_of(det, zeek.subset(te))
+        log(f"  zeek fold {i + 1}/{k}: {time.monotonic() - t0:.0f} s")
+    return _zeek_report(zeek, pred, f"real benign, out-of-fold ({k} folds of zeek captures)")
+
+
+def zeek_section(det: Detector, ds: Dataset) -> dict[str, Any]:
+    return _zeek_report(ds, labels_of(det, ds), "real benign: ../shared/corpus/zeek-traces")
+
+
+def _zeek_report(ds: Dataset, pred: np.ndarray, title: str) -> dict[str, Any]:
     fin = final_label(ds, pred)
     anyflag = np.full(len(ds.flows), BENIGN, dtype=object)
     for i in np.flatnonzero(pred != BENIGN):
@@ -188,7 +210,7 @@ def zeek_section(det: Detector) -> dict[str, Any]:
     n = len(ds.flows)
     off_final = np.flatnonzero(fin != BENIGN)
     off_any = np.flatnonzero(anyflag != BENIGN)
-    log("-- real benign: ../shared/corpus/zeek-traces")
+    log(f"-- {title}")
     log(
         f"  {ds.summary['captures']} captures, {n} flows "
         f"({len(ds.summary['captures_unreadable'])} captures unreadable)"
@@ -196,8 +218,10 @@ def zeek_section(det: Detector) -> dict[str, Any]:
     log(f"  flows labelled non-benign, final record: {pct(len(off_final), n)}")
     log(f"  flows labelled non-benign, any record:   {pct(len(off_any), n)}")
     offenders = [f"{anyflag[k]}: {_flow_text(ds.flows[k])}" for k in off_any.tolist()]
-    for o in offenders:
+    for o in offenders[:40]:
         log(f"  offender: {o}")
+    if len(offenders) > 40:
+        log(f"  ... and {len(offenders) - 40} more (all in --json)")
     return {
         "captures": ds.summary["captures"],
         "flows": n,
@@ -262,6 +286,13 @@ def main() -> None:
     ap.add_argument("--heldout", nargs="*", type=Path, default=DEFAULT_HELDOUT)
     ap.add_argument("--loco", action="store_true", help="leave-one-capture-out on mining-real")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--zeek-cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also measure out-of-fold false alarms for a model trained with zeek-traces",
+    )
     ap.add_argument("--skip", nargs="*", default=[], choices=["mining", "zeek", "lab"])
     ap.add_argument("--json", type=Path, help="write all numbers as JSON")
     args = ap.parse_args()
@@ -269,13 +300,20 @@ def main() -> None:
     log(f"model: {args.model or 'default'} ({det.card.get('command', '?')})")
     log(f"thresholds: {det.thresholds}")
     res: dict[str, Any] = {"model": args.model or "default", "thresholds": det.thresholds}
+    full = None
+    if args.loco or args.zeek_cv:
+        log(f"building the training set {[str(p) for p in args.train]} ...")
+        full = build_dataset([str(p) for p in args.train], progress=quiet)
     if "mining" not in args.skip:
         dense = build_dataset([str(MINING_REAL)], config=DENSE, progress=quiet, what="mining")
         res["mining_real"] = mining_section(det, dense, "real mining: corpus/mining-real")
-        if args.loco:
-            res["mining_real_loco"] = loco_section(args.train, dense, args.seed)
+        if args.loco and full is not None:
+            res["mining_real_loco"] = loco_section(full, dense, args.seed)
     if "zeek" not in args.skip:
-        res["zeek"] = zeek_section(det)
+        zeek = zeek_dataset()
+        res["zeek"] = zeek_section(det, zeek)
+        if args.zeek_cv and full is not None:
+            res["zeek_cv"] = zeek_cv_section(full, zeek, args.zeek_cv, args.seed)
     if "lab" not in args.skip:
         dirs = [d for d in args.heldout if (d / "labels.tsv").is_file()]
         if dirs:

@@ -94,6 +94,29 @@ class Dataset:
         return w
 
 
+def concat(parts: list[Dataset]) -> Dataset:
+    """Several datasets as one (flows renumbered; summaries merged shallowly)."""
+    offs = np.cumsum([0] + [len(p.flows) for p in parts[:-1]])
+    summary: dict[str, Any] = {"parts": [p.summary for p in parts]}
+    for key in ("captures", "flows", "records", "unlabelled_flows_skipped", "groups"):
+        summary[key] = int(sum(p.summary.get(key, 0) for p in parts))
+    per: Counter[str] = Counter()
+    for p in parts:
+        per.update(p.summary.get("flows_per_label", {}))
+    summary["flows_per_label"] = dict(sorted(per.items()))
+    return Dataset(
+        X=np.concatenate([p.X for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        flow=np.concatenate([p.flow + o for p, o in zip(parts, offs, strict=True)]),
+        final=np.concatenate([p.final for p in parts]),
+        checkpoint=np.concatenate([p.checkpoint for p in parts]),
+        client_payload_pkts=np.concatenate([p.client_payload_pkts for p in parts]),
+        elapsed=np.concatenate([p.elapsed for p in parts]),
+        flows=[f for p in parts for f in p.flows],
+        summary=summary,
+    )
+
+
 def build_dataset(
     data: Iterable[str],
     labels: str | None = None,

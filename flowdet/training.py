@@ -237,9 +237,16 @@ def train(
             f"training needs labelled flows of at least two classes, got {sorted(present)}"
         )
     th = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
-    proba, k = cross_val_proba(ds, n_splits, seed, log)
-    rep = report(ds, proba, th)
-    rep["cv"] = {"method": "StratifiedGroupKFold", "folds": k, "groups": ds.summary.get("groups")}
+    if n_splits >= 2:
+        proba, k = cross_val_proba(ds, n_splits, seed, log)
+        rep = report(ds, proba, th)
+        rep["cv"] = {
+            "method": "StratifiedGroupKFold",
+            "folds": k,
+            "groups": ds.summary.get("groups"),
+        }
+    else:  # no cross-validation (evaluation scripts that measure on their own held-out data)
+        rep = {"thresholds": th, "cv": None}
     t0 = time.monotonic()
     est = fit_estimator(ds.X, ds.y, ds.weights(), seed)
     if log:
