@@ -201,6 +201,21 @@ def test_reverse_tunnel_carries_a_second_ssh_handshake(quick_run: Path, scenario
         )
     ]
     assert syns and all(newkeys < t < last for t in syns), (newkeys, syns, last)
+    # and causally: the outside's request to open the forwarded channel crosses the monitored
+    # link (outside -> sandbox, inside the outer flow) just before each inner connection starts
+    rows = [r for r in _labels(quick_run) if r["scenario"] == scenario]
+    opens = [
+        float(t[0])
+        for r in rows
+        for t in tshark_rows(
+            quick_run / r["pcap"],
+            ["frame.time_epoch"],
+            f"ip.src == {r['server_ip']} && tcp.srcport == {r['server_port']} && "
+            f"tcp.dstport == {r['client_port']} && tcp.len > 0",
+        )
+    ]
+    for t in syns:
+        assert any(t - 0.5 < o <= t for o in opens), f"no channel open before inner SYN at {t}"
 
 
 def test_reverse_web_tunnel_serves_http_from_inside(quick_run: Path) -> None:
