@@ -49,7 +49,8 @@ def reference(pkts: list[P], initiator: tuple[str, int], gap: float = 1.0) -> di
         sizes = [p.ip_len for p in sel]
         pay = [p for p in sel if p.payload_bytes]
         ex[f"pkts_{dn}"] = len(sel)
-        ex[f"bytes_{dn}"] = sum(sizes)
+        ex[f"ip_bytes_{dn}"] = sum(sizes)
+        ex[f"bytes_{dn}"] = sum(sizes) + 14 * len(sel)  # Ethernet header in make_batch
         ex[f"payload_bytes_{dn}"] = sum(len(p.payload_bytes) for p in sel)
         ex[f"payload_pkts_{dn}"] = len(pay)
         ex[f"bare_acks_{dn}"] = sum(
@@ -370,7 +371,8 @@ def test_fragments_count_to_their_first_fragment_flow():
     table.update(make_batch([later]))
     (rec,) = table.flush().records()
     assert rec.pkts_toserver == 3 and rec.frags_toserver == 2
-    assert rec.bytes_toserver == first.ip_len + frag2.ip_len + later.ip_len
+    assert rec.ip_bytes_toserver == first.ip_len + frag2.ip_len + later.ip_len
+    assert rec.bytes_toserver == rec.ip_bytes_toserver + 3 * 14
     assert table.stats.frags_attributed == 2 and table.stats.frags_unattributed == 1
 
 

@@ -43,6 +43,7 @@ from flowdet.flows.layout import (
     IAT_MIN_ALL,
     IDLE_GAPS,
     INIT_A,
+    IPBYTES,
     IPVER,
     LAST,
     LAST_PTS,
@@ -255,9 +256,24 @@ def process(
     """Feed packets order[k0:] into their slots; return where it stopped (len = done).
 
     pk = (ts, ip_len, pay_len, flags, proto, sport, dport, ipver, tcp_seq, rec_off, pay_off,
-    caplen) columns of the batch; fr = (parent row, slot, flow id, dir) of non-first fragments.
+    caplen, wirelen) columns of the batch; fr = (parent row, slot, flow id, dir) of non-first
+    fragments.
     """
-    ts, ip_len, pay_len, flags, proto, sport, dport, ipver, tcp_seq, rec_off, pay_off, caplen = pk
+    (
+        ts,
+        ip_len,
+        pay_len,
+        flags,
+        proto,
+        sport,
+        dport,
+        ipver,
+        tcp_seq,
+        rec_off,
+        pay_off,
+        caplen,
+        wirelen,
+    ) = pk
     fr_parent, fr_slot, fr_uid, fr_dir = fr
     S, G, SEQM, SEQI, POOL, pool_free = st[1], st[2], st[3], st[4], st[5], st[6]
     n_ck_p = ck_pkts.shape[0]
@@ -289,7 +305,8 @@ def process(
                 and S[s2, NPK] > 0
             ):
                 S[s2, FRAGS + dd] += 1
-                S[s2, BYTES + dd] += ip_len[i]
+                S[s2, BYTES + dd] += wirelen[i]
+                S[s2, IPBYTES + dd] += ip_len[i]
                 S[s2, PBYTES + dd] += pay_len[i]
                 ctr[C_FRAG_OK] += 1
             else:
@@ -374,7 +391,8 @@ def process(
             row[SIZE_MAX + d] = size
         _welford(G, sl, SIZE_MEAN + d, SIZE_M2 + d, pk_d + 1, float(size))
         row[PKTS + d] = pk_d + 1
-        row[BYTES + d] += size
+        row[BYTES + d] += np.int64(wirelen[i])
+        row[IPBYTES + d] += size
         row[PBYTES + d] += pl
         if pl > 0:
             pp = row[PPKTS + d]

@@ -39,8 +39,10 @@ class FlowRecord:
     """One emitted flow record: a finished flow, an active-timeout segment or a checkpoint.
 
     Direction words: src / toserver = the initiator's side, dest / toclient = the responder's.
-    Byte counts come in two kinds: `bytes_*` is IP length (header included, as NetFlow and
-    Suricata count), `payload_bytes_*` is transport payload length per the IP header.
+    Byte counts come in three kinds: `bytes_*` is frame length on the wire (as Suricata's EVE
+    and tshark's conversation table count), `ip_bytes_*` is IP total length (as NetFlow), and
+    `payload_bytes_*` is transport payload length per the IP header. Packet size statistics
+    use IP length, which does not depend on the link type.
     """
 
     flow_id: int = _f("Flow identifier, unique within a run (shared by all records of a flow)")
@@ -64,8 +66,13 @@ class FlowRecord:
     icmp_code: int | None = _f("ICMP/ICMPv6 code of the first packet; empty for other protocols")
     pkts_toserver: int = _f("Packets initiator->responder, non-first fragments included")
     pkts_toclient: int = _f("Packets responder->initiator, non-first fragments included")
-    bytes_toserver: int = _f("IP bytes (IP total length) initiator->responder")
-    bytes_toclient: int = _f("IP bytes (IP total length) responder->initiator")
+    bytes_toserver: int = _f(
+        "Bytes on the wire (frame length, link header included, as Suricata and tshark count) "
+        "initiator->responder"
+    )
+    bytes_toclient: int = _f("Bytes on the wire (frame length) responder->initiator")
+    ip_bytes_toserver: int = _f("IP bytes (IP total length) initiator->responder")
+    ip_bytes_toclient: int = _f("IP bytes (IP total length) responder->initiator")
     payload_bytes_toserver: int = _f("Transport payload bytes initiator->responder")
     payload_bytes_toclient: int = _f("Transport payload bytes responder->initiator")
     payload_pkts_toserver: int = _f("Packets carrying transport payload, initiator->responder")
@@ -318,6 +325,7 @@ class FlowBlock:
         for d, dn in enumerate(DIRS):
             put(f"pkts_{dn}", s[:, L.PKTS + d] + s[:, L.FRAGS + d])
             put(f"bytes_{dn}", s[:, L.BYTES + d])
+            put(f"ip_bytes_{dn}", s[:, L.IPBYTES + d])
             put(f"payload_bytes_{dn}", s[:, L.PBYTES + d])
             put(f"payload_pkts_{dn}", s[:, L.PPKTS + d])
             put(f"bare_acks_{dn}", s[:, L.BARE_ACK + d])

@@ -300,6 +300,7 @@ class FlowTable:
             b.rec_off,
             b.payload_off,
             b.caplen,
+            b.wirelen,
         )
         fr = (fr_parent, fr_slot, fr_uid, fr_dir)
         k = 0
