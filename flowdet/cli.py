@@ -13,7 +13,9 @@ from flowdet import __version__
 from flowdet.errors import FlowdetError
 from flowdet.explain import explain_command
 from flowdet.flows.command import flows_command
+from flowdet.interfaces import interfaces_command
 from flowdet.lab.commands import lab as lab_command
+from flowdet.live.command import live_command
 from flowdet.score import score_command
 from flowdet.train_cmd import evaluate_command, train_command
 
@@ -30,6 +32,8 @@ cli.add_command(score_command)
 cli.add_command(explain_command)
 cli.add_command(train_command)
 cli.add_command(evaluate_command)
+cli.add_command(live_command)
+cli.add_command(interfaces_command)
 
 
 def main() -> None:

@@ -1,0 +1,248 @@
+"""`flowdet live`: the click command, thin: parse, build source, pipeline and sinks, run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import click
+
+from flowdet.errors import FlowdetError
+from flowdet.live.events import live_fields_markdown
+from flowdet.live.sinks import LIVE_FORMATS
+
+
+@click.command("live")
+@click.option(
+    "-i",
+    "--interface",
+    "ifaces",
+    multiple=True,
+    metavar="IFACE",
+    help="Capture on this interface (repeatable; see `flowdet interfaces`).",
+)
+@click.option(
+    "--read",
+    "read",
+    default=None,
+    metavar="CAPTURE",
+    help="Push a capture file through the live path instead of an interface.",
+)
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="With --read: hand packets over at their recorded pace (else at full speed).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="With --read --realtime: play this many times faster than recorded.",
+)
+@click.option(
+    "--bpf",
+    "-f",
+    default=None,
+    metavar="EXPR",
+    help="Capture filter (libpcap syntax), e.g. 'tcp and not port 22'.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(LIVE_FORMATS),
+    default="table",
+    show_default=True,
+    help="table: lines for people; jsonl: EVE-like records.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default="-",
+    help="Write records here instead of stdout (flushed per record).",
+)
+@click.option(
+    "--on-alert",
+    "on_alert",
+    default=None,
+    metavar="CMD",
+    help="Shell command run per alert and alert update, the record as JSON on stdin.",
+)
+@click.option(
+    "--on-alert-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds before an --on-alert command is killed.",
+)
+@click.option(
+    "--alert-pcap",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write each alerted flow's packets to DIR, appending while it is open.",
+)
+@click.option(
+    "--alert-pcap-ring",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    metavar="MB",
+    help="Recent packets kept for --alert-pcap (MB of packet bytes).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="S",
+    help="Stop after S seconds.",
+)
+@click.option("--model", default=None, metavar="M", help="Model file [default: shipped].")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="LABEL=P",
+    help="Override a label's threshold (repeatable), e.g. mining=0.8.",
+)
+@click.option(
+    "--tick",
+    type=click.FloatRange(min=0.05, max=10),
+    default=0.5,
+    show_default=True,
+    metavar="S",
+    help="Clock tick: time checkpoints and idle timeouts fire on it.",
+)
+@click.option(
+    "--status-interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Status line on stderr every S s (0: off).",
+)
+@click.option(
+    "--buffer-mib",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="dumpcap's kernel capture buffer (MiB).",
+)
+@click.option(
+    "--fields",
+    "show_fields",
+    is_flag=True,
+    help="Print the fields live adds to `flowdet score` records and exit.",
+)
+def live_command(
+    ifaces: tuple[str, ...],
+    read: str | None,
+    realtime: bool,
+    speed: float,
+    bpf: str | None,
+    fmt: str,
+    output: str,
+    on_alert: str | None,
+    on_alert_timeout: float,
+    alert_pcap: str | None,
+    alert_pcap_ring: int,
+    duration: float | None,
+    model: str | None,
+    thresholds: tuple[str, ...],
+    tick: float,
+    status_interval: float,
+    buffer_mib: int,
+    show_fields: bool,
+) -> int:
+    """Score flows on a live interface while their connections are open.
+
+    dumpcap captures IFACE (pcapng on a pipe) and flowdet decodes it with the reader used
+    for files. Every open flow is scored at prefix checkpoints (8/16/32/64/128 packets,
+    10/60/300 s; a clock tick fires time checkpoints and idle timeouts on a quiet link).
+    An alert is written once, at the earliest checkpoint over the threshold; an
+    "alert_update" record follows if its label changes or its score rises; a "flow_end"
+    record when an alerted flow ends. Records are `flowdet score` records plus
+    verdict_stage, alert_event and emitted (`--fields`).
+
+    A status line goes to stderr every few seconds; Ctrl-C or SIGTERM stops dumpcap,
+    writes the final records of open flows and a summary, and exits 0. A missing
+    interface, no permission to capture or dumpcap dying: one line, exit 2.
+
+    --read CAPTURE replays a file through the same path (--realtime: at its recorded pace).
+    """
+    if show_fields:
+        click.echo(live_fields_markdown(), nl=False)
+        return 0
+    if bool(ifaces) == bool(read):
+        raise FlowdetError("live: give -i IFACE (one or more) or --read CAPTURE, not both")
+    if read and bpf:
+        raise FlowdetError("live: --bpf applies to interfaces, not to --read")
+    if realtime and not read:
+        raise FlowdetError("live: --realtime applies to --read")
+    import threading
+
+    from flowdet.live.loop import stop_on_signals
+
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        return _run_live(
+            ifaces, read, realtime, speed, bpf, fmt, output, on_alert, on_alert_timeout,
+            alert_pcap, alert_pcap_ring, duration, model, thresholds, tick, status_interval,
+            buffer_mib, stop,
+        )  # fmt: skip
+
+
+def _run_live(
+    ifaces: tuple[str, ...],
+    read: str | None,
+    realtime: bool,
+    speed: float,
+    bpf: str | None,
+    fmt: str,
+    output: str,
+    on_alert: str | None,
+    on_alert_timeout: float,
+    alert_pcap: str | None,
+    alert_pcap_ring: int,
+    duration: float | None,
+    model: str | None,
+    thresholds: tuple[str, ...],
+    tick: float,
+    status_interval: float,
+    buffer_mib: int,
+    stop: Any,
+) -> int:
+    from flowdet.alerts import model_name
+    from flowdet.live.dumpcap import DumpcapCapture
+    from flowdet.live.events import LivePipeline
+    from flowdet.live.loop import DumpcapSource, LiveLoop, ReplaySource, Sinks
+    from flowdet.live.sinks import AlertCommand, AlertPcaps, JsonlLiveSink, TerminalLiveSink
+    from flowdet.score import load_detector
+    from flowdet.verdicts import parse_thresholds
+
+    detector = load_detector(model)
+    thr = parse_thresholds(thresholds, tuple(detector.classes))
+    mname = model_name(getattr(detector, "card", {}))
+    source: Any
+    if read:
+        source = ReplaySource(read, realtime=realtime, speed=speed)
+    else:
+        source = DumpcapSource(DumpcapCapture(list(ifaces), bpf, buffer_mib=buffer_mib))
+    pipe = LivePipeline(detector, thresholds=thr, source=source.name)
+    out: TextIO = sys.stdout if output == "-" else open(output, "w")  # noqa: SIM115
+    writer = JsonlLiveSink(out) if fmt == "jsonl" else TerminalLiveSink(out, mname)
+    sinks = Sinks([writer], mname)
+    if on_alert:
+        sinks.command = AlertCommand(on_alert, timeout=on_alert_timeout)
+    if alert_pcap:
+        sinks.pcaps = AlertPcaps(alert_pcap, ring_bytes=alert_pcap_ring << 20)
+    loop = LiveLoop(source, pipe, sinks, tick=tick, status_every=status_interval, duration=duration)
+    try:
+        rc = loop.run()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    for line in loop.summary():
+        click.echo(f"flowdet live: {line}", err=True)
+    return rc
