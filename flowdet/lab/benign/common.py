@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,18 @@ def run_async(main: Callable[[], Awaitable[None]]) -> int:
     return 0
 
 
+def peer_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A server's background pusher for one connection: when the peer goes away mid-write,
+    the task just ends (the connection handler notices and cleans up) instead of leaving an
+    unretrieved exception for asyncio to print at exit."""
+
+    async def quiet() -> None:
+        with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
+            await coro
+
+    return asyncio.create_task(quiet())
+
+
 async def serve_tcp(
     handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
     bind: str,
@@ -180,7 +192,12 @@ async def serve_tcp(
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, ValueError) as exc:
+        except (
+            OSError,  # resets, timeouts, TLS alerts (ssl.SSLError is an OSError)
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,  # malformed protocol data (each module's errors subclass it)
+        ) as exc:
             log(f"{kind}: connection ended: {exc!r}")
         finally:
             writer.close()

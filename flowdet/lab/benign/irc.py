@@ -22,6 +22,7 @@ from flowdet.lab.benign.common import (
     emit,
     jittered,
     open_tcp,
+    peer_task,
     run_async,
     serve_tcp,
     server_context,
@@ -62,8 +63,8 @@ class Server:
                 elif cmd == "USER":
                     user = rest.split(" ")[0]
                     self._welcome(writer, nick, user)
-                    tasks.append(asyncio.create_task(self._pinger(writer, rng)))
-                    tasks.append(asyncio.create_task(self._chatter(writer, rng, joined)))
+                    tasks.append(peer_task(self._pinger(writer, rng)))
+                    tasks.append(peer_task(self._chatter(writer, rng, joined)))
                 elif cmd == "PING":
                     self._send(writer, f":{SERVER_NAME} PONG {SERVER_NAME} {rest}")
                 elif cmd == "PONG":

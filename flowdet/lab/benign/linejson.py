@@ -29,6 +29,7 @@ from flowdet.lab.benign.common import (
     emit,
     jittered,
     open_tcp,
+    peer_task,
     run_async,
     serve_tcp,
     server_context,
@@ -68,7 +69,7 @@ class Server:
                 elif msg.get("method") == "subscribe":
                     symbols = [s for s in msg.get("params", []) if s in SYMBOLS] or ["BTC-USD"]
                     writer.write(_line({"id": msg.get("id"), "result": True, "error": None}))
-                    feeds.append(asyncio.create_task(self._feed(writer, rng, symbols)))
+                    feeds.append(peer_task(self._feed(writer, rng, symbols)))
                 elif msg.get("method") == "ping":
                     writer.write(_line({"id": msg.get("id"), "result": "pong", "error": None}))
                 else:

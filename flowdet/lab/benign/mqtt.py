@@ -26,6 +26,7 @@ from flowdet.lab.benign.common import (
     emit,
     jittered,
     open_tcp,
+    peer_task,
     run_async,
     serve_tcp,
     server_context,
@@ -131,7 +132,7 @@ class Broker:
         (keepalive,) = struct.unpack_from("!H", first.body, 8)
         writer.write(packet(CONNACK, 0, b"\x00\x00"))
         self.subs[writer] = []
-        announcer = asyncio.create_task(self._announce(writer))
+        announcer = peer_task(self._announce(writer))
         try:
             while True:
                 # The spec lets the broker drop a client silent for 1.5 keepalive periods.

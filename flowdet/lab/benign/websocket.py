@@ -41,6 +41,7 @@ from flowdet.lab.benign.common import (
     emit,
     jittered,
     open_tcp,
+    peer_task,
     run_async,
     serve_tcp,
     server_context,
@@ -383,7 +384,7 @@ class Server:
         }
 
     async def _push(self, peer: Peer, rng: random.Random, make) -> None:  # type: ignore[no-untyped-def]
-        pusher = asyncio.create_task(self._pusher(peer, rng, make))
+        pusher = peer_task(self._pusher(peer, rng, make))
         try:
             async for frame in peer.messages():
                 try:
@@ -417,7 +418,7 @@ class Server:
                         + json.dumps(["update", self._notification(rng)], separators=(",", ":"))
                     )
 
-        task = asyncio.create_task(pinger())
+        task = peer_task(pinger())
         try:
             async for frame in peer.messages():
                 text = frame.payload.decode(errors="replace")
@@ -485,10 +486,10 @@ class Server:
                 method, rid = req.get("method"), req.get("id")
                 sub = "0x" + rng.randbytes(16).hex()
                 if method == "eth_subscribe" and req.get("params", [None])[0] == "newHeads":
-                    tasks.append(asyncio.create_task(feed(sub, "eth_subscription", True)))
+                    tasks.append(peer_task(feed(sub, "eth_subscription", True)))
                     result: Any = sub
                 elif method == "subscribe":
-                    tasks.append(asyncio.create_task(feed(sub, "ticker", False)))
+                    tasks.append(peer_task(feed(sub, "ticker", False)))
                     result = sub
                 elif method in ("ping", "net_version"):
                     result = "pong" if method == "ping" else "1"

@@ -61,8 +61,12 @@ class _Session:
 
     def __init__(self, lab: Lab, scenario: str, rng: random.Random) -> None:
         self.lab, self.scenario, self.rng = lab, scenario, rng
-        self.dir = lab.workdir / "benign" / scenario
+        self.dir = lab.workdir / "benign" / scenario  # sites, configs: scratch
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Program output goes under workdir/logs, which the runner keeps on failure or with
+        # --keep-logs; the site (with its large files) stays out of it.
+        self.logdir = lab.workdir / "logs" / scenario
+        self.logdir.mkdir(parents=True, exist_ok=True)
         self.servers: list[subprocess.Popen[bytes]] = []
         self.clients: list[_Client] = []
         self.server_names: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -89,7 +93,7 @@ class _Session:
         return self.rng.getrandbits(31)
 
     def _log(self, name: str, suffix: str) -> tuple[Path, IO[bytes]]:
-        path = self.dir / f"{name}.{suffix}"
+        path = self.logdir / f"{name}.{suffix}"
         f = path.open("wb")
         self._files.append(f)
         return path, f
