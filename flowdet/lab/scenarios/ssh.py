@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,11 +80,19 @@ def _keepalive(rng: random.Random, pace: Pace, always: bool = False) -> list[str
     ]
 
 
-def _interactive(lab: Lab, world: SshWorld, host: str, dest: str, port: int,
-                 crypto: SshCrypto, rng: random.Random) -> Terminal:  # fmt: skip
+def _interactive(
+    lab: Lab,
+    world: SshWorld,
+    host: str,
+    dest: str,
+    port: int,
+    crypto: SshCrypto,
+    rng: random.Random,
+    options: Sequence[str] = (),
+) -> Terminal:
     proc = lab.spawn(
         host,
-        world.ssh(host, dest, port, crypto, options=["-tt"]),
+        world.ssh(host, dest, port, crypto, options=["-tt", *options]),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -164,7 +172,16 @@ def reverse_login(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     world.start_sshd("sandbox", 22, address="127.0.0.1")
     fwd = rng.choice(FORWARD_PORTS)
     keepalive = _keepalive(rng, pace)
-    tunnel = _tunnel(lab, world, crypto, port, ["-R", f"127.0.0.1:{fwd}:127.0.0.1:22"], keepalive)
+    forward = ["-R", f"127.0.0.1:{fwd}:127.0.0.1:22"]
+    # mostly `-N`; sometimes the tunnel rides on a shell the sandbox user works in first
+    outer_shell = rng.random() < 0.3
+    outer: Terminal | None = None
+    if outer_shell:
+        outer = _interactive(lab, world, "sandbox", lab.ip("outside"), port, crypto, rng,
+                             options=[*forward, *keepalive])  # fmt: skip
+        shell_session(outer, rng, 1, pace.pause, world.home("outside"), edit=False)
+    else:
+        tunnel = _tunnel(lab, world, crypto, port, forward, keepalive)
     lab.wait_port("outside", fwd, timeout=pace.timeout)
     lab.sleep(rng.uniform(*pace.gap))
     inner = SshCrypto.choose(rng)
@@ -174,9 +191,12 @@ def reverse_login(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     if term.close(pace.timeout) != 0:
         raise LabError("the reverse login session ended with an error")
     lab.sleep(rng.uniform(*pace.gap))
-    stop(tunnel)
+    if outer is not None:
+        outer.close(pace.timeout)
+    else:
+        stop(tunnel)
     lab.note(forward_port=fwd, inner_crypto=inner.to_json(), keys_typed=term.keys,
-             keepalive=keepalive[1:2])  # fmt: skip
+             keepalive=keepalive[1:2], outer_shell=outer_shell)  # fmt: skip
     return _ssh_tunnel(port)
 
 
