@@ -31,6 +31,7 @@ first pool that listens elsewhere (real pools use 25, 80, 443, 3333, 14444, ...)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -342,21 +343,23 @@ def post_auth_features(seqs: Sequence[dict[str, list]], is_ssh: np.ndarray) -> n
 def pad_sequences(seqs: Sequence[dict[str, list]]) -> tuple[np.ndarray, ...]:
     """first_pkts/last_pkts dicts -> (valid, dir, len, iat, flags) arrays of shape (n, 32)."""
     n = len(seqs)
-    valid = np.zeros((n, SEQ_N), bool)
-    d = np.zeros((n, SEQ_N), np.int64)
-    ln = np.zeros((n, SEQ_N), np.int64)
-    iat = np.zeros((n, SEQ_N), np.float64)
-    fl = np.zeros((n, SEQ_N), np.int64)
-    for i, s in enumerate(seqs):
-        k = min(len(s["len"]), SEQ_N)
-        if not k:
-            continue
-        valid[i, :k] = True
-        d[i, :k] = s["dir"][:k]
-        ln[i, :k] = s["len"][:k]
-        iat[i, :k] = s["iat"][:k]
-        fl[i, :k] = s["flags"][:k]
-    return valid, d, ln, iat, fl
+    counts = np.fromiter((min(len(q["len"]), SEQ_N) for q in seqs), dtype=np.int64, count=n)
+    valid = np.arange(SEQ_N)[None, :] < counts[:, None]
+    total = int(counts.sum())
+    out = []
+    for key, dtype in (
+        ("dir", np.int64),
+        ("len", np.int64),
+        ("iat", np.float64),
+        ("flags", np.int64),
+    ):
+        arr = np.zeros((n, SEQ_N), dtype)
+        flat = np.fromiter(
+            chain.from_iterable(q[key][:SEQ_N] for q in seqs), dtype=dtype, count=total
+        )
+        arr[valid] = flat  # row-major order matches the concatenation
+        out.append(arr)
+    return (valid, *out)
 
 
 def _prev_index(mask: np.ndarray) -> np.ndarray:
@@ -381,16 +384,19 @@ def _gap_stats(t: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _mode(ln: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Most frequent length among masked packets (ties: the smallest) and its share."""
-    eq = (ln[:, :, None] == ln[:, None, :]) & mask[:, None, :] & mask[:, :, None]
-    counts = eq.sum(axis=2)
-    # prefer higher count, then smaller length
-    key = counts * 100_000 - np.minimum(ln, 99_999)
-    key = np.where(mask, key, -(10**9))
-    j = key.argmax(axis=1)
-    rows = np.arange(ln.shape[0])
+    n, m = ln.shape
+    big = np.iinfo(np.int64).max
+    srt = np.sort(np.where(mask, ln, big), axis=1)
+    j = np.arange(m)[None, :]
+    new_run = np.ones((n, m), bool)
+    new_run[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    start = np.maximum.accumulate(np.where(new_run, j, 0), axis=1)
+    run_len = np.where(srt != big, j - start + 1, 0)
+    best = run_len.argmax(axis=1)  # first maximum: the smallest length among ties
+    rows = np.arange(n)
+    count = run_len[rows, best]
     total = mask.sum(axis=1)
-    has = total > 0
-    return np.where(has, ln[rows, j], 0).astype(np.float64), _div(counts[rows, j], total)
+    return np.where(count > 0, srt[rows, best], 0).astype(np.float64), _div(count, total)
 
 
 def sequence_features(seq: tuple[np.ndarray, ...], ks: np.ndarray) -> np.ndarray:
