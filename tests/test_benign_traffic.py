@@ -112,7 +112,7 @@ def test_websocket_frame_lengths_round_trip(size: int) -> None:
     wire = websocket.encode_frame(websocket.OP_BINARY, payload, os.urandom(4))
     assert websocket.decode_frame(wire[:-1] if size else wire[:1]) is None  # incomplete
     frame, used = websocket.decode_frame(wire + b"extra")  # type: ignore[misc]
-    assert frame.payload == payload and used == len(wire)
+    assert frame.payload == payload and used == len(wire) == websocket.frame_size(frame)
 
 
 def _raw_ws(port: int, path: str, cert: Path) -> tuple[ssl.SSLSocket, bytes]:

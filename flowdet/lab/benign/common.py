@@ -46,7 +46,11 @@ def jittered(rng: random.Random, mean: float, jitter: float) -> float:
 
 @dataclass(slots=True)
 class Tally:
-    """What a client really exchanged; printed as its summary line."""
+    """What a client really exchanged; printed as its summary line.
+
+    Bytes are application-layer bytes as the protocol frames them (websocket frames, RESP
+    values, JSON lines, DNS/NTP datagrams; HTTP clients count request lines and response
+    bodies), never TCP/TLS overhead: the capture is the authority on wire sizes."""
 
     connections: int = 0
     sent: int = 0  # application messages or requests sent

@@ -219,7 +219,7 @@ async def run_client(args: argparse.Namespace) -> None:
     async def receive() -> None:
         while True:
             p = await read_packet(reader)
-            tally.bytes_received += len(p.body) + 2
+            tally.bytes_received += 1 + len(encode_length(len(p.body))) + len(p.body)
             tally.received += 1
             name = NAMES.get(p.type, str(p.type))
             tally.extra["packets"][name] = tally.extra["packets"].get(name, 0) + 1

@@ -181,6 +181,12 @@ def decode_frame(buf: bytes) -> tuple[Frame, int] | None:
     return Frame(bool(b0 & 0x80), b0 & 0x0F, payload, masked), pos + n
 
 
+def frame_size(frame: Frame) -> int:
+    """Bytes the frame took on the wire (header, mask key, payload)."""
+    n = len(frame.payload)
+    return 2 + (2 if 126 <= n < 1 << 16 else 8 if n >= 1 << 16 else 0) + 4 * frame.masked + n
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Frame:
     head = await reader.readexactly(2)
     need = {126: 2, 127: 8}.get(head[1] & 0x7F, 0) + (4 if head[1] & 0x80 else 0)
@@ -252,7 +258,7 @@ class Peer:
                 await self.close(1002)
                 raise ProtocolError("client frame without a mask")
             if self.tally is not None:
-                self.tally.bytes_received += len(frame.payload) + 2
+                self.tally.bytes_received += frame_size(frame)
             if frame.opcode == OP_PING:
                 await self.send(OP_PONG, frame.payload)
             elif frame.opcode == OP_PONG:

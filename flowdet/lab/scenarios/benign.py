@@ -34,6 +34,9 @@ ALL = frozenset({"quick", "standard", "full"})
 STANDARD = frozenset({"standard", "full"})
 # Seconds of client traffic per scenario, by profile.
 DURATION = {"quick": 4.0, "standard": 32.0, "full": 240.0}
+# What each client's summary contributes to the run's manifest.json (via Lab.note).
+NOTE_KEYS = ("kind", "mode", "connections", "sent", "received", "bytes_sent", "bytes_received",
+             "errors", "tls_version", "alpn", "status")  # fmt: skip
 WEB_NAMES = ("www.example.com", "static.example.net", "api.example.org", "chat.example.com",
              "ticker.example.net", "metrics.corp.example", "node.example.org")  # fmt: skip
 
@@ -125,8 +128,9 @@ class _Session:
         # Downloads can outlast `duration` on a slow delay line: give them room, not forever.
         self.clients.append(_Client(name, proc, out, err, duration + 180.0))
 
-    def finish(self, need: dict[str, str] | None = None) -> list[Expect]:
+    def finish(self) -> list[Expect]:
         """Wait for every client and check it exchanged real traffic; return the Expects."""
+        facts: dict[str, dict[str, Any]] = {}
         for c in self.clients:
             try:
                 rc = c.proc.wait(timeout=c.timeout)
@@ -147,6 +151,10 @@ class _Session:
                 raise LabError(
                     f"benign {self.scenario}: client {c.name} exchanged no messages: {summary}"
                 )
+            facts[c.name] = {k: summary[k] for k in NOTE_KEYS if summary.get(k) is not None}
+        note = getattr(self.lab, "note", None)  # optional in the Lab protocol
+        if callable(note):
+            note(benign_clients=facts)
         return list(dict.fromkeys(self.expects))
 
 
