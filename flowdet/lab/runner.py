@@ -343,7 +343,13 @@ class Runner:
                 scn = todo.get_nowait()
             except queue.Empty:
                 return
-            results[scn.name] = self._run_one(scn)
+            try:
+                results[scn.name] = self._run_one(scn)
+            except Exception as exc:  # a runner bug must not lose the other scenarios
+                results[scn.name] = ScenarioResult(
+                    scn.name, scn.label, "", status="failed", error=_one_line(exc),
+                    detail=traceback.format_exc(limit=6),
+                )  # fmt: skip
 
     def _run_one(self, scn: Scenario) -> ScenarioResult:
         assert self.state is not None

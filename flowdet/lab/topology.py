@@ -24,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,6 +108,10 @@ class Topology:
         self.ns = {role: f"{self.id}-{role}" for role in (*HOSTS, ROUTER)}
         self.delayline: subprocess.Popen[bytes] | None = None
         self.delayline_counts: dict[str, object] = {}
+        # up() and down() exclude each other: an interrupt that tears the lab down while it
+        # is being built must not miss a namespace created a moment later
+        self._lock = threading.Lock()
+        self._closed = False
 
     def exec_argv(self, host: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns[host], *argv]
@@ -119,6 +124,12 @@ class Topology:
             raise LabError(f"{host}: {' '.join(argv)}: {out.stderr.strip() or out.returncode}")
 
     def up(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise LabError("the lab was stopped before it was built")
+            self._up()
+
+    def _up(self) -> None:
         for role, ns in self.ns.items():
             self.state.add(self.procs.lab_id, "namespaces", ns)
             _ip("netns", "add", ns)
@@ -224,6 +235,11 @@ class Topology:
 
     def down(self) -> list[str]:
         """Kill anything left inside our namespaces, then delete them. Returns problems."""
+        self._closed = True
+        with self._lock:
+            return self._down()
+
+    def _down(self) -> list[str]:
         problems: list[str] = []
         for _ in range(3):
             left = [pid for ns in self.ns.values() if ns_exists(ns) for pid in ns_pids(ns)]
