@@ -106,6 +106,8 @@ def add_stream(sizes: Sizes, family: str | None, pcap: str, dirs: dict[str, byte
                 params = msg.get("params")
                 if isinstance(params, list) and len(params) == 9:
                     sizes[(fam, d, "notify-minus-branch")].append(notify_minus_branch(msg, n))
+                elif isinstance(params, list) and len(params) == 5:  # ethermine-style
+                    sizes[(fam, d, "eth-notify")].append(n)
                 continue
             sizes[(fam, d, k)].append(n)
 
@@ -148,6 +150,7 @@ SESSIONS = (
     ("monero", "monero", [], ["--variant", "legacy", "--agent", "xmr/1.0", "--user", XMR_ADDR]),
     ("monero-xmrig6", "monero", [], ["--user", XMR_ADDR]),
     ("ethproxy", "ethproxy", [], ["--user", ETH_USER]),
+    ("stratum", "ethstratum", [], ["--user", ETH_USER, "--variant", "esm1"]),
     ("ethhttp", "ethhttp", [], ["--user", ETH_USER, "--pool-name", "pool.eth.pp.ua"]),
 )  # fmt: skip
 
@@ -180,6 +183,10 @@ def emulator_sizes(workdir: Path, scale: float = 0.01, duration: float = 200.0) 
             k, n = rec["kind"], rec["size"]
             if "branches" in rec:
                 k, n = "notify-minus-branch", n - BRANCH_BYTES * rec["branches"]
+            elif dialect == "ethstratum" and k == "mining.notify":
+                k = "eth-notify"
+            elif dialect == "ethstratum":
+                continue  # only the notify has a counterpart in the corpus
             sizes[(family, d, k)].append(n)
     return sizes
 

@@ -235,7 +235,12 @@ class Stratum1Miner(MinerSession):
 
 class EthStratumPool(PoolSession):
     """NiceHash's EthereumStratum/1.0.0: extranonce in the subscribe result, a difficulty in
-    units of 2**32 hashes, and notify carrying seedhash and headerhash."""
+    units of 2**32 hashes, and notify carrying seedhash and headerhash.
+
+    A miner that subscribes without "EthereumStratum/1.0.0" gets the older Ethereum stratum
+    of ethermine-style pools (Claymore "-esm 1", seen in ../shared/corpus/mining-real/
+    cgminer.s2): a Bitcoin-shaped subscribe result and a notify of job id and 0x-prefixed
+    header, seed and target."""
 
     chain = "ethereum"
     unit = 2.0**32
@@ -246,14 +251,21 @@ class EthStratumPool(PoolSession):
         super().__init__(*args, **kwargs)
         self.extranonce = rhex(self.rng, self.rng.choice((2, 3)))
         self.seedhash = rhex(random.Random(self.ctx.cfg.seed), 32)
+        self.nicehash = True
 
     async def handle(self, msg: dict[str, Any]) -> None:
         method, mid = msg.get("method"), msg.get("id")
         if method == "mining.subscribe":
-            result = [
-                ["mining.notify", rhex(self.rng, 16), "EthereumStratum/1.0.0"],
-                self.extranonce,
-            ]
+            self.nicehash = "EthereumStratum/1.0.0" in (msg.get("params") or [])
+            if self.nicehash:
+                result: list[Any] = [
+                    ["mining.notify", rhex(self.rng, 16), "EthereumStratum/1.0.0"],
+                    self.extranonce,
+                ]
+            else:
+                sid = "deadbeefcafebabe" + rhex(self.rng, 8)
+                subs = [["mining.set_difficulty", sid], ["mining.notify", sid]]
+                result = [subs, rhex(self.rng, 4), 4]
             await self.conn.send({"id": mid, "result": result, "error": None})
         elif method == "mining.authorize":
             await self.conn.send({"id": mid, "result": True, "error": None})
@@ -269,13 +281,21 @@ class EthStratumPool(PoolSession):
 
     def notify(self, job: Job) -> dict[str, Any]:
         header = rhex(random.Random(job.seed), 32)
-        params = [f"{job.seed & 0xFFFFFFFF:08x}", self.seedhash, header, job.clean]
+        if self.nicehash:
+            params = [f"{job.seed & 0xFFFFFFFF:08x}", self.seedhash, header, job.clean]
+        else:
+            target = int(2**256 / (self.vardiff.difficulty * self.unit))
+            params = [f"{job.seed & 0xFFFF:x}", "0x" + header, "0x" + self.seedhash,
+                      f"0x{target:064x}", job.clean]  # fmt: skip
         return {"id": None, "method": "mining.notify", "params": params}
 
     async def push_job(self, job: Job) -> None:
         await self.conn.send(self.notify(job))
 
     async def push_difficulty(self, job: Job | None) -> None:
+        if not self.nicehash:  # the target travels in every notify
+            await self.push_job(job or self.ctx.board.current)
+            return
         msgs: list[tuple[dict[str, Any], str]] = [
             (
                 {
@@ -292,24 +312,24 @@ class EthStratumPool(PoolSession):
 
 
 class EthStratumMiner(MinerSession):
-    """ethminer / NiceHash miners in EthereumStratum/1.0.0 mode."""
+    """ethminer / NiceHash miners in EthereumStratum/1.0.0 mode, or (`variant` "esm1") the
+    older ethermine-style Ethereum stratum."""
 
     unit = 2.0**32
 
     async def handshake(self) -> None:
         agent = self.cfg.agent or "ethminer/0.19.0"
+        self.nicehash = self.cfg.variant != "esm1"
+        params = [agent, "EthereumStratum/1.0.0"] if self.nicehash else [agent]
         res = await self.request(
-            {
-                "id": self.next_id(),
-                "method": "mining.subscribe",
-                "params": [agent, "EthereumStratum/1.0.0"],
-            }
+            {"id": self.next_id(), "method": "mining.subscribe", "params": params}
         )
         result = res.get("result") or [None, "0000"]
-        self.extranonce = str(result[1]) if len(result) > 1 else ""
-        await self.send(
-            {"id": self.next_id(), "method": "mining.extranonce.subscribe", "params": []}
-        )
+        self.extranonce = str(result[1]) if len(result) > 1 and self.nicehash else ""
+        if self.nicehash:
+            await self.send(
+                {"id": self.next_id(), "method": "mining.extranonce.subscribe", "params": []}
+            )
         await self.send(
             {
                 "id": self.next_id(),
@@ -323,11 +343,19 @@ class EthStratumMiner(MinerSession):
         if method == "mining.set_difficulty":
             self.new_difficulty(float(msg["params"][0]))
         elif method == "mining.notify":
-            self.new_job(msg["params"][0], bool(msg["params"][3]))
+            p = msg["params"]
+            if self.nicehash:
+                self.new_job({"id": p[0]}, bool(p[3]))
+            else:
+                self.new_difficulty(2**256 / max(int(p[3], 16), 1) / self.unit)
+                self.new_job({"id": p[0], "header": p[1]}, bool(p[4]))
 
     async def submit(self) -> None:
-        nonce = rhex(self.rng, 8)[len(self.extranonce) :]
-        params = [self.cfg.user, self.job, nonce]
+        if self.nicehash:
+            params = [self.cfg.user, self.job["id"], rhex(self.rng, 8)[len(self.extranonce) :]]
+        else:
+            params = [self.cfg.user, self.job["id"], "0x" + rhex(self.rng, 8),
+                      self.job["header"], "0x" + rhex(self.rng, 32)]  # fmt: skip
         await self.send_share({"id": self.next_id(), "method": "mining.submit", "params": params})
 
 

@@ -288,6 +288,10 @@ def _getwork_variant(rng: random.Random) -> list[str]:
     return ["--variant", "gbt"] if rng.random() < 0.4 else []
 
 
+def _eth_variant(rng: random.Random) -> list[str]:
+    return ["--variant", "esm1"] if rng.random() < 0.3 else []
+
+
 def _stratum_variant(rng: random.Random) -> list[str]:
     return ["--compact"] if rng.random() < 0.3 else []
 
@@ -310,9 +314,9 @@ SCENARIOS: list[Scenario] = [
     _scn("mining-stratum1-reconnect", FULL,
          _direct("stratum1", reconnects=True, variant=_stratum_variant),
          "stratum v1 with vardiff retargets and reconnects (several flows)"),
-    _scn("mining-ethstratum", FULL, _direct("ethstratum"),
-         "EthereumStratum/1.0.0 (NiceHash style) over plain TCP"),
-    _scn("mining-ethstratum-tls", FULL, _direct("ethstratum", tls=True),
+    _scn("mining-ethstratum", FULL, _direct("ethstratum", variant=_eth_variant),
+         "EthereumStratum/1.0.0 (NiceHash) or ethermine-style stratum over plain TCP"),
+    _scn("mining-ethstratum-tls", FULL, _direct("ethstratum", tls=True, variant=_eth_variant),
          "EthereumStratum/1.0.0 over TLS"),
     _scn("mining-ethproxy", STANDARD, _direct("ethproxy"),
          "eth-proxy JSON lines (eth_submitLogin/getWork/submitWork/submitHashrate) over TCP"),
