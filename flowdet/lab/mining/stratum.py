@@ -86,7 +86,7 @@ class BitcoinJobs:
         outputs.append("0000000000000000266a24aa21a9ed" + rhex(r, 32))  # witness commitment
         coinb2 = suffix + "ffffffff" + f"{len(outputs):02x}" + "".join(outputs) + "00000000"
         # Right after a new block some pools push a nearly empty template first.
-        n_branch = r.randint(0, 2) if job.clean and r.random() < 0.15 else r.randint(10, 13)
+        n_branch = r.randint(0, 2) if job.clean and r.random() < 0.15 else r.randint(10, 14)
         branch = [rhex(r, 32) for _ in range(n_branch)]
         nbits = "1703" + rhex(random.Random(job.block), 2)
         return [
@@ -202,6 +202,11 @@ class Stratum1Miner(MinerSession):
         if self.rng.random() < 0.5:
             await self.send(
                 {"id": self.next_id(), "method": "mining.extranonce.subscribe", "params": []}
+            )
+        if agent.startswith("bmminer") and self.rng.random() < 0.3:  # --suggest-diff
+            suggest = self.rng.choice((512, 1024, 2048, 8192))
+            await self.send(
+                {"id": self.next_id(), "method": "mining.suggest_difficulty", "params": [suggest]}
             )
         auth = {
             "id": self.next_id(),
