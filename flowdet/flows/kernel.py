@@ -228,11 +228,13 @@ def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
     closed = row[CLOSE_TS] >= 0
     if closed and row[CLOSE_TS] + cfg[G_LINGER] < end_at:
         end_at = row[CLOSE_TS] + cfg[G_LINGER]
+    # snapshots are of open flows: a closed flow lingering for its last ACKs gets none
+    open_until = row[CLOSE_TS] if closed else end_at
     if row[NPK] > 0:
         for j in range(ck_secs.shape[0]):
             bit = np.int64(1) << j
             at = row[START] + ck_secs[j]
-            if (row[CKPT_FIRED] & bit) == 0 and at <= now and at <= end_at:
+            if (row[CKPT_FIRED] & bit) == 0 and at <= now and at <= open_until:
                 _emit(st, out, ctr, sl, R_CHECKPOINT, n_ck_p + j)
                 row[CKPT_FIRED] |= bit
         at = row[START] + cfg[G_ACTIVE]

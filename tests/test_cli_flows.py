@@ -1,0 +1,132 @@
+"""`flowdet flows` as a user runs it: a real subprocess on captures made here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flows_synth import P, tcp_session, write_pcap
+
+from flowdet.flows import CSV_FIELDS, RECORD_FIELDS, fields_markdown
+
+REPO = Path(__file__).resolve().parent.parent
+FLOWDET = str(Path(sys.executable).parent / "flowdet")
+
+
+def flowdet(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FLOWDET, *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+def packets() -> list[P]:
+    pk = tcp_session(1.0, "10.0.0.1", 40000, "10.0.0.2", 80, [(100, 1500), (50, 0)])
+    pk += [P(1.5 + i, "10.0.0.3", 5353, "10.0.0.4", 53, proto=17, payload=40) for i in range(20)]
+    pk += [
+        P(2.0, "2001:db8::1", 128, "2001:db8::2", 0, proto=58, payload=16),
+        P(2.1, "2001:db8::2", 129, "2001:db8::1", 0, proto=58, payload=16),
+    ]
+    return sorted(pk, key=lambda p: p.t)
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    path = tmp_path / "made.pcap"
+    write_pcap(path, packets())
+    return path
+
+
+def test_docs_field_table_matches_code():
+    doc = (REPO / "docs" / "flows.md").read_text()
+    begin, end = "<!-- fields:begin -->\n", "<!-- fields:end -->"
+    table = doc[doc.index(begin) + len(begin) : doc.index(end)]
+    assert table == fields_markdown(), "regenerate: flowdet flows --fields"
+    res = flowdet("flows", "--fields")
+    assert res.returncode == 0 and res.stdout.decode() == fields_markdown()
+    assert all(f"`{name}`" in table for name in RECORD_FIELDS)
+
+
+def test_jsonl_records_and_summary(capture: Path):
+    res = flowdet("flows", str(capture))
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    assert [list(r) for r in recs] == [RECORD_FIELDS] * 3
+    by_proto = {r["proto"]: r for r in recs}
+    tcp = by_proto["TCP"]
+    assert (tcp["src_ip"], tcp["dest_port"], tcp["end_reason"]) == ("10.0.0.1", 80, "fin")
+    assert (tcp["pkts_toserver"], tcp["pkts_toclient"]) == (6, 3)
+    assert tcp["payload_bytes_toclient"] == 1500 and tcp["bytes_toserver"] == 6 * 54 + 150
+    assert tcp["first_pkts"]["len"][:5] == [0, 0, 0, 100, 1500]
+    assert len(tcp["payload_toserver"]) == 2  # base64 messages
+    icmp = by_proto["IPv6-ICMP"]
+    assert (icmp["pkts_toserver"], icmp["pkts_toclient"], icmp["icmp_type"]) == (1, 1, 128)
+    err = res.stderr.decode()
+    assert "1 capture;" in err and "31 packets read, 31 decoded" in err
+    assert "non-IP 0" in err and "unattributed fragments 0" in err and "3 flow records" in err
+    assert "\r" not in err and "Traceback" not in err
+
+
+def test_csv_has_scalar_columns_only(capture: Path, tmp_path: Path):
+    out = tmp_path / "flows.csv"
+    res = flowdet("flows", "--format", "csv", "-o", str(out), str(capture))
+    assert res.returncode == 0 and res.stdout == b""
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == CSV_FIELDS and "first_pkts" not in rows[0] and len(rows) == 4
+    udp = next(dict(zip(rows[0], r, strict=True)) for r in rows[1:] if "UDP" in r)
+    assert udp["pkts_toserver"] == "20" and udp["icmp_type"] == ""
+    assert float(udp["iat_mean_toserver"]) == 1.0
+
+
+def test_options_reach_the_table(capture: Path):
+    res = flowdet("flows", "--checkpoints", "4,5s", "--idle-timeout", "3", str(capture))
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    cps = sorted(r["checkpoint"] for r in recs if r["end_reason"] == "checkpoint")
+    # TCP and UDP reach 4 packets; only UDP is still open 5 s after its start
+    assert cps == ["pkts:4", "pkts:4", "secs:5"]
+    udp = [r for r in recs if r["proto"] == "UDP" and r["end_reason"] != "checkpoint"]
+    assert len(udp) == 1 and udp[0]["pkts_toserver"] == 20  # 1 s gaps < 3 s idle
+
+
+def test_unreadable_capture_is_one_line_exit_2(tmp_path: Path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture at all")
+    res = flowdet("flows", str(bad))
+    err = res.stderr.decode().strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1 and err[0].startswith("flowdet: ")
+    res = flowdet("flows", str(tmp_path / "missing.pcap"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr.decode()
+
+
+def test_bad_capture_among_several_is_reported_and_skipped(capture: Path, tmp_path: Path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\0" * 64)
+    res = flowdet("flows", str(bad), str(capture))
+    assert res.returncode == 2
+    assert len(res.stdout.decode().splitlines()) == 3  # the good capture's flows
+    err = res.stderr.decode()
+    assert "bad.pcap" in err and "1 capture (1 unreadable)" in err
+
+
+def test_folder_is_recursive_and_sorted(tmp_path: Path):
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    write_pcap(tmp_path / "b" / "c" / "z.pcap", [P(5.0, "10.0.0.9", 1, "10.0.0.8", 2, proto=17)])
+    write_pcap(tmp_path / "a.pcap", [P(9.0, "10.0.0.7", 1, "10.0.0.6", 2, proto=17)])
+    (tmp_path / "notes.txt").write_text("not a capture")
+    res = flowdet("flows", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    assert [r["src_ip"] for r in recs] == ["10.0.0.7", "10.0.0.9"]  # a.pcap, then b/c/z.pcap
+    assert [r["flow_id"] for r in recs] == [1, 2]
+    assert "2 captures;" in res.stderr.decode()
+
+
+def test_stdin_and_forced_progress_without_tty(capture: Path):
+    res = flowdet("flows", "--progress", "-", stdin=capture.read_bytes())
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 3
+    assert b"\r" not in res.stderr and b"\x1b" not in res.stderr
