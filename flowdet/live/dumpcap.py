@@ -151,7 +151,9 @@ class DumpcapCapture:
             st.captured = int(m.group(1))
             return
         st.lines.append(line)
-        if line.startswith("Capturing on"):
+        if line.startswith("File:"):
+            # dumpcap says "Capturing on ..." before it opens the interfaces; "File: -"
+            # comes once they are open and the output is being written.
             self._started.set()
             return
         m = _FINAL.search(line)

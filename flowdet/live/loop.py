@@ -86,6 +86,9 @@ class LiveSource:
     def status(self) -> str:
         return ""
 
+    def started(self) -> str:
+        return f"reading {self.name}"
+
     def summary(self) -> list[str]:
         return []
 
@@ -101,6 +104,9 @@ class DumpcapSource(LiveSource):
     def start(self) -> None:
         self.cap.start()
         self._base_drops = proc_net_dev_drops(self.cap.ifaces)
+
+    def started(self) -> str:
+        return f"capturing on {', '.join(self.cap.ifaces)} (dumpcap pid {self.cap.pid})"
 
     def batches(self) -> Iterator[PacketBatch]:
         self.reader = open_capture(self.cap.stdout)
@@ -210,6 +216,10 @@ class ReplaySource(LiveSource):
     def stop(self) -> None:
         self._stop.set()
 
+    def started(self) -> str:
+        pace = f"at {self.speed:g}x its recorded pace" if self.realtime else "at full speed"
+        return f"replaying {self.name} {pace}"
+
 
 @dataclass(slots=True)
 class LiveStats:
@@ -298,6 +308,8 @@ class LiveLoop:
         """Run until the source ends, a stop is requested, or `duration` passes; 0 or raise."""
         with self._signals():
             self.source.start()
+            self.err.write(f"flowdet live: {self.source.started()}\n")
+            self.err.flush()
             try:
                 return self._run()
             finally:

@@ -153,6 +153,10 @@ class AlertCommand:
             return
         except BrokenPipeError:  # the command did not read its stdin: not a failure
             proc.wait()
+        if self._closing and proc.returncode == -signal.SIGKILL:
+            self.stats.timed_out += 1  # killed by close(): it had outlived the wait
+            self.stats.last_error = "killed at exit"
+            return
         if proc.returncode == 0:
             self.stats.ok += 1
         else:
@@ -171,7 +175,15 @@ class AlertCommand:
             if proc is not None and proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-            self.stats.dropped += self._q.qsize()
+            while True:
+                try:
+                    rec = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if rec is not None:
+                    self.stats.dropped += 1
+            self._q.put(None)
+            self._thread.join(1.0)
 
 
 # -- --alert-pcap -----------------------------------------------------------------------------
