@@ -146,3 +146,23 @@ def test_zeek_ssh_tls_http_sample_via_tshark(corpus, tshark):
             result = inspect(f.toserver, f.toclient)
             assert not result.errors and not result.is_mining, (pcap.name, f.key)
     assert flows > 50
+
+
+def test_evaluation_command(corpus, tshark, tmp_path):
+    """`python -m flowdet.signatures --labels ...` reports recall and false alarms; a file
+    that is not a capture is counted and skipped, not fatal."""
+    from click.testing import CliRunner
+
+    from flowdet.signatures.__main__ import main
+
+    labels = load_labels(corpus)
+    n_mining = sum(1 for label, _ in labels.values() if label == "mining")
+    n_other = len(labels) - n_mining
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("not a capture\n")
+    args = ["-q", "--labels", str(corpus / "mining-real" / "labels.tsv")]
+    result = CliRunner().invoke(main, [*args, str(corpus / "mining-real"), str(bogus)])
+    assert result.exit_code == 0, result.output
+    assert f"recall {n_mining}/{n_mining} mining flows" in result.output
+    assert f"false alarms 0/{n_other} other flows" in result.output
+    assert "captures_unreadable=1" in result.output
