@@ -252,7 +252,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             run.relay.close()
 
 
-# ---------------------------------------------------------------- wire parsing (independent)
+# ---------------------------------------------------------------- wire parsing
+# (independent of the emulators; HTTP framing and corpus reading: flowdet.lab.mining.reference)
 
 
 def json_lines(data: bytes) -> list[tuple[dict[str, Any], int]]:
@@ -299,10 +300,6 @@ DOCUMENTED = {
     ("ethhttp", "c2s", "eth_submitHashrate"): (333, 339),
     ("ethhttp", "s2c", "result"): (221, 424),
 }
-
-
-def _notify_minus_branch(msg: dict[str, Any], size: int) -> int:
-    return notify_minus_branch(msg, size)
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +420,7 @@ def test_stratum1_sizes_match_the_corpus(
             f"{name} set_difficulty",
         )
         trimmed = [
-            _notify_minus_branch(m, n)
+            notify_minus_branch(m, n)
             for m, n in json_lines(run.relay.stream("s2c"))
             if m.get("method") == "mining.notify"
         ]
