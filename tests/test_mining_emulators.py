@@ -92,6 +92,8 @@ class Relay:
                 with self.lock:
                     self.chunks.append(Chunk(n, d, time.monotonic(), data))
                 dst.sendall(data)
+            with self.lock:  # an orderly close (FIN) from src: an empty chunk marks it
+                self.chunks.append(Chunk(n, d, time.monotonic(), b""))
         except OSError:
             pass
         finally:
@@ -106,6 +108,12 @@ class Relay:
                 for c in self.chunks
                 if c.direction == direction and (conn is None or c.conn == conn)
             )
+
+    def first_closer(self, conn: int) -> str | None:
+        """Which side of connection `conn` closed first: "c2s" (miner) or "s2c" (pool)."""
+        with self.lock:
+            eofs = [c for c in self.chunks if c.conn == conn and not c.data]
+        return min(eofs, key=lambda c: c.t).direction if eofs else None
 
     def close(self) -> None:
         self.sock.close()
@@ -200,6 +208,8 @@ SESSIONS: dict[str, tuple[str, list[str], list[str], dict[str, Any]]] = {
                 ["--hashrate", "2e12"], {}),
     "reconnect": ("stratum1", ["--start-difficulty", "4096"],
                   ["--hashrate", "2e12", "--reconnect-mean", "40", "--reconnect-delay", "2"], {}),
+    "pool-drops": ("monero", ["--start-difficulty", "40000", "--drop-mean", "40"],
+                   ["--hashrate", "4000", "--reconnect-delay", "2"], {}),
 }  # fmt: skip
 
 
@@ -710,12 +720,26 @@ def test_reconnects_make_new_flows(runs: dict[str, Run]) -> None:
     for conn in range(1, run.relay.conns + 1):
         msgs = [m for m, _ in json_lines(run.relay.stream("c2s", conn))]
         assert msgs[0]["method"] in ("mining.configure", "mining.subscribe")
+        assert run.relay.first_closer(conn) == "c2s"  # the miner hangs up and reconnects
         sub = next(m for m in msgs if m["method"] == "mining.subscribe")
         # cgminer offers its session id again on reconnect; the pool keeps its extranonce1
         assert len(sub["params"]) == (1 if conn == 1 else 2)
         replies = [m for m, _ in json_lines(run.relay.stream("s2c", conn))]
         extranonces.add(next(m for m in replies if m.get("id") == sub["id"])["result"][1])
     assert len(extranonces) == 1
+
+
+def test_pool_drops_make_new_flows(runs: dict[str, Run]) -> None:
+    """With --drop-mean the pool closes first (its FIN reaches the relay before the miner's)
+    and the miner logs in again on a new connection."""
+    run = runs["pool-drops"]
+    assert run.summary["connections"] >= 2 and run.relay.conns == run.summary["connections"]
+    for conn in range(1, run.relay.conns + 1):
+        assert json_lines(run.relay.stream("c2s", conn))[0][0]["method"] == "login"
+    # every connection but the last (which the miner's end of mining closes) ends by the pool
+    assert [run.relay.first_closer(c) for c in range(1, run.relay.conns)] == ["s2c"] * (
+        run.relay.conns - 1
+    )
 
 
 def test_keepalives(runs: dict[str, Run]) -> None:

@@ -45,6 +45,7 @@ class PoolConfig:
     reject_rate: float = 0.01  # stale / low-difficulty shares a real pool rejects
     compact: bool = True  # JSON separators without spaces (most pools) or with (Python pools)
     name: str = "pool.example"  # the pool's host name, where a dialect mentions it
+    drop_mean: float | None = None  # mean protocol seconds before the pool hangs up on a miner
 
 
 @dataclass(slots=True)
@@ -106,11 +107,20 @@ class PoolSession(ABC):
     async def serve(self) -> None:
         pusher = asyncio.create_task(self._push_loop())
         try:
-            while (msg := await self.conn.recv()) is not None:
-                await self.handle(msg)
+            if self.cfg.drop_mean:
+                # Pools restart and rebalance: then the pool, not the miner, closes first.
+                delay = self.cfg.clock.real(self.rng.expovariate(1.0 / self.cfg.drop_mean))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._read_loop(), delay)
+            else:
+                await self._read_loop()
         finally:
             pusher.cancel()
             self.ctx.board.unsubscribe(self.queue)
+
+    async def _read_loop(self) -> None:
+        while (msg := await self.conn.recv()) is not None:
+            await self.handle(msg)
 
     async def _push_loop(self) -> None:
         while True:

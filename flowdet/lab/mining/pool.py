@@ -37,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-vardiff", action="store_true")
     p.add_argument("--reject-rate", type=float, default=0.01)
+    p.add_argument(
+        "--drop-mean",
+        type=float,
+        help="mean protocol seconds before the pool closes a miner's connection",
+    )
     p.add_argument("--spaced", action="store_true", help='JSON with spaces: {"id": 1, ...}')
     p.add_argument("--tls", action="store_true", help="stratum+ssl: TLS with a self-signed cert")
     p.add_argument("--name", default="pool.example", help="the pool's host name (TLS subject)")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         reject_rate=args.reject_rate,
         compact=not args.spaced,
         name=args.name,
+        drop_mean=args.drop_mean,
     )
     tls = server_tls(*make_certificate(args.cert_dir, args.name)) if args.tls else None
     ctx = PoolContext(cfg, dialect.chain)

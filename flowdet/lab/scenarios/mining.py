@@ -218,14 +218,21 @@ def _direct(dialect: str, *, tls: bool = False, reconnects: bool = False,
         s = Session(lab, rng, profile, dialect)
         host = rng.choice(("outside", "outside2"))
         port = rng.choice(s.d.tls_ports if tls else s.d.ports)
-        s.pool(host, port, tls=tls)
         extra = variant(rng) if variant else []
+        pool_extra: list[str] = []
+        closer = None
         if reconnects or rng.random() < 0.15:  # pools drop and miners fail over now and then
-            mean = rng.uniform(*s.pace.reconnect_mean)
-            extra += ["--reconnect-mean", f"{mean:.1f}",
-                      "--reconnect-delay", f"{rng.uniform(2.0, 15.0):.1f}"]  # fmt: skip
+            mean = f"{rng.uniform(*s.pace.reconnect_mean):.1f}"
+            # Who ends each connection first shows in the capture (FIN direction).
+            closer = "pool" if s.d.pool is not None and rng.random() < 0.4 else "miner"
+            if closer == "pool":
+                pool_extra = ["--drop-mean", mean]
+            else:
+                extra += ["--reconnect-mean", mean]
+            extra += ["--reconnect-delay", f"{rng.uniform(2.0, 15.0):.1f}"]
+        s.pool(host, port, tls=tls, extra=pool_extra)
         s.miner(f"{lab.ip(host)}:{port}", tls=tls, extra=extra)
-        lab.note(pool_host=host, pool_port=port, tls=tls)
+        lab.note(pool_host=host, pool_port=port, tls=tls, reconnects_by=closer)
         return _mining(host, port)
 
     return run
