@@ -258,8 +258,9 @@ def socks_proxy(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
 
 
 def over_ssh(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
-    """ssh -L from the sandbox to outside's sshd; the miner mines through the local end to a
-    pool on outside2. The SSH flow carries the mining session, so it is labelled mining."""
+    """ssh -L (or -D, the miner then using it as its SOCKS5 proxy) from the sandbox to
+    outside's sshd; the miner mines through it to a pool on outside2. The SSH flow carries
+    the mining session, so it is labelled mining."""
     from flowdet.lab.sshkit import SshCrypto, SshWorld, choose_port, stop
 
     dialect = rng.choice(("stratum1", "monero", "monero"))
@@ -270,9 +271,11 @@ def over_ssh(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     crypto = SshCrypto.choose(rng)
     ssh_port = choose_port(rng)
     world.start_sshd("outside", ssh_port)
-    lport = rng.choice((3333, 4444, 13333, 5555, 14444))
-    options = ["-N", "-o", "ExitOnForwardFailure=yes",
-               "-L", f"127.0.0.1:{lport}:{lab.ip('outside2')}:{pool_port}"]  # fmt: skip
+    dynamic = rng.random() < 0.35
+    lport = rng.choice((1080, 9050, 1081) if dynamic else (3333, 4444, 13333, 5555, 14444))
+    forward = (["-D", f"127.0.0.1:{lport}"] if dynamic
+               else ["-L", f"127.0.0.1:{lport}:{lab.ip('outside2')}:{pool_port}"])  # fmt: skip
+    options = ["-N", "-o", "ExitOnForwardFailure=yes", *forward]
     if rng.random() < 0.6:
         options += ["-o", f"ServerAliveInterval={rng.choice((15, 30, 60))}"]
     tunnel = lab.spawn(
@@ -280,10 +283,14 @@ def over_ssh(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     )
     lab.wait_port("sandbox", lport, timeout=30.0)
     try:
-        s.miner(f"127.0.0.1:{lport}")
+        if dynamic:
+            s.miner(f"{lab.ip('outside2')}:{pool_port}", socks=f"127.0.0.1:{lport}")
+        else:
+            s.miner(f"127.0.0.1:{lport}")
     finally:
         stop(tunnel)
-    lab.note(ssh_port=ssh_port, local_port=lport, pool_port=pool_port, crypto=crypto.to_json())
+    lab.note(ssh_port=ssh_port, local_port=lport, pool_port=pool_port, crypto=crypto.to_json(),
+             forward="-D" if dynamic else "-L")  # fmt: skip
     return _mining("outside", ssh_port)
 
 
