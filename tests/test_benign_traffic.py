@@ -427,6 +427,7 @@ def test_nginx_browse_download_poll(nginx: dict) -> None:
     assert dl_tls["tls_version"] in ("TLSv1.2", "TLSv1.3")
     for c in dl_curl:
         assert c["status"] == {"200": 1} and c["bytes_received"] == size
+        assert c["bytes_sent"] > len(big) + len("GET  HTTP/1.1\r\n")  # curl's size_request
     assert poll["connections"] == 1 and poll["status"] == {"200": poll["sent"]}
     assert poll["sent"] >= 6  # 2 paths per poll, ~5 polls
     # The server's side of the story: nginx logged every request the clients counted.

@@ -305,6 +305,10 @@ class Client:
         hdrs = {"User-Agent": UA, "Accept": "*/*", "Accept-Encoding": "gzip, deflate",
                 "Accept-Language": "en-US,en;q=0.9", **(headers or {})}  # fmt: skip
         conn.request("GET", path, headers=hdrs)
+        host = conn.host if conn.port in (80, 443) else f"{conn.host}:{conn.port}"
+        request_size = len(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n") + sum(
+            len(f"{k}: {v}\r\n") for k, v in hdrs.items()
+        )
         resp = conn.getresponse()
         size = 0
         chunks: list[bytes] = []
@@ -316,7 +320,7 @@ class Client:
         if resp.getheader("Content-Encoding") == "gzip" and size <= 1 << 20:
             body = zlib.decompress(body, 16 + zlib.MAX_WBITS)  # only to read links from it
         with self.lock:
-            self.tally.record_send(self.t0, len(path) + 200)
+            self.tally.record_send(self.t0, request_size)
             self.tally.received += 1
             self.tally.bytes_received += size
             st = self.tally.extra["status"]
@@ -418,8 +422,9 @@ def _curl(client: Client, path: str) -> None:
     a = client.args
     host = a.sni or a.server
     scheme = "https" if a.tls else "http"
-    cmd = ["curl", "-sS", "--http1.1", "-o", os.devnull, "-A", "curl/7.88.1",
-           "-w", "%{http_code} %{size_download} %{scheme}\n", "--max-time", "120"]  # fmt: skip
+    # A slow delay line shared by parallel downloads can take minutes: bounded, not short.
+    cmd = ["curl", "-sS", "--http1.1", "-o", os.devnull, "--max-time", "900",
+           "-w", "%{http_code} %{size_download} %{size_request}\n"]  # fmt: skip
     if a.tls:
         cmd += ["--cacert", str(a.cafile), "--resolve", f"{host}:{a.port}:{a.server}"]
         if a.tls_max:
@@ -429,11 +434,11 @@ def _curl(client: Client, path: str) -> None:
         cmd += ["--limit-rate", a.rate]
     if a.proxy:
         cmd += ["--proxy", f"http://{a.proxy}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=960)
     parts = out.stdout.split()
     client.tally.connections += 1
-    client.tally.record_send(client.t0, len(path) + 100)
-    if out.returncode != 0 or len(parts) < 2:
+    client.tally.record_send(client.t0, int(parts[2]) if len(parts) > 2 else 0)
+    if out.returncode != 0 or len(parts) < 3:
         client.tally.errors += 1
         log(f"web download: curl failed ({out.returncode}): {out.stderr.strip()[:200]}")
         return

@@ -34,6 +34,8 @@ ALL = frozenset({"quick", "standard", "full"})
 STANDARD = frozenset({"standard", "full"})
 # Seconds of client traffic per scenario, by profile.
 DURATION = {"quick": 4.0, "standard": 32.0, "full": 240.0}
+# Bulk downloads share a delay line that may be as slow as 10 Mbit/s: minutes, not forever.
+SLOW = 900.0
 # What each client's summary contributes to the run's manifest.json (via Lab.note).
 NOTE_KEYS = ("kind", "mode", "connections", "sent", "received", "bytes_sent", "bytes_received",
              "errors", "tls_version", "alpn", "status")  # fmt: skip
@@ -121,12 +123,11 @@ class _Session:
         if expect:
             self.expects.append(Expect(CLIENT, host, port, proto, LABEL))
 
-    def client(self, name: str, argv: Sequence[str], duration: float) -> None:
+    def client(self, name: str, argv: Sequence[str], duration: float, grace: float = 180.0) -> None:
         out, fo = self._log(f"client-{name}", "json")
         err, fe = self._log(f"client-{name}", "err")
         proc = self.lab.spawn(CLIENT, argv, stdout=fo, stderr=fe)
-        # Downloads can outlast `duration` on a slow delay line: give them room, not forever.
-        self.clients.append(_Client(name, proc, out, err, duration + 180.0))
+        self.clients.append(_Client(name, proc, out, err, duration + grace))
 
     def finish(self) -> list[Expect]:
         """Wait for every client and check it exchanged real traffic; return the Expects."""
@@ -231,15 +232,15 @@ def web_download(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         path = f"/dl/release-{rng.choice(sizes)}M.tar.gz"
         s.client("http-python", _module(
             "web", "download", "--server", ip, "--port", 80, "--path", path, "--count", 1,
-            "--interval", 2, "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+            "--interval", 2, "--duration", d, "--seed", s.seed()), d, SLOW)  # fmt: skip
         s.client("https-curl", _module(
             "web", "download", "--server", ip, "--port", 443, *_tls_args(cert, sni), "--via",
             "curl", "--tls-max", rng.choice(("1.2", "1.3")), "--path",
             f"/dl/release-{sizes[-1]}M.tar.gz", "--duration", d,
-            "--seed", s.seed()), d)  # fmt: skip
+            "--seed", s.seed()), d, SLOW)  # fmt: skip
         s.client("https-python", _module(
             "web", "download", "--server", ip, "--port", 443, *_tls_args(cert, sni), "--path",
-            path, "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+            path, "--duration", d, "--seed", s.seed()), d, SLOW)  # fmt: skip
         return s.finish()
 
 
@@ -265,7 +266,7 @@ def web_proxy(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         s.client("download", _module(
             "web", "download", "--server", ip, "--port", 443, *_tls_args(cert, sni), *via,
             "--via", "curl", "--path", f"/dl/release-{big}M.tar.gz", "--duration", d,
-            "--seed", s.seed()), d)  # fmt: skip
+            "--seed", s.seed()), d, SLOW)  # fmt: skip
         return s.finish()
 
 
