@@ -81,9 +81,21 @@ class Verdict:
         return self.label != BENIGN
 
 
+@dataclass(frozen=True, slots=True)
+class RecordStub:
+    """Stands in for the FlowRecord of a row outside the model's domain that no output
+    needs (see ScoringPipeline._predict)."""
+
+    flow_id: int
+    segment: int
+    end_reason: str
+    checkpoint: str
+
+
 @dataclass(slots=True)
 class ScoreStats:
     records: int = 0  # records scored (checkpoints included)
+    featurized: int = 0  # of which in the model's domain: featurized and given to the model
     flows: int = 0  # final records
     alerts: dict[str, int] = field(default_factory=dict)
     early_alerts: int = 0
@@ -131,6 +143,7 @@ class ScoringPipeline:
         self.source = source
         self.stats = ScoreStats()
         self.explainer = DriverExplainer(detector)
+        self.domain_gate = _declares_domain_gate(detector)
         self._state: dict[int, _FlowState] = {}
 
     # -- driving ------------------------------------------------------------------------------
@@ -151,20 +164,74 @@ class ScoringPipeline:
         return len(self._state)
 
     # -- scoring ------------------------------------------------------------------------------
-    def _predict(self, block: FlowBlock) -> tuple[list[FlowRecord], np.ndarray, np.ndarray, list]:
-        recs = block.records()
-        X, sigs = self.featurize(recs)
-        X = np.asarray(X)
+    def in_domain(self, block: FlowBlock) -> np.ndarray:
+        """Rows the model is asked about; the rest are benign without being featurized.
+
+        With a detector that declares the domain gate (flowdet.model.Detector: only TCP
+        flows that carried payload can be mining or a tunnel, everything else gets
+        P(benign) = 1), the same rule is applied here on the block's columns, before the
+        costly part - features and signatures - so out-of-domain records (most UDP, ICMP
+        and payload-less records of a busy link) cost nothing. The verdicts are the same.
+        """
+        if not self.domain_gate:
+            return np.ones(len(block), dtype=bool)
+        proto = (block.key[:, L.K_PP] & np.uint64(0xFF)).astype(np.int64)
+        payload = (block.s[:, L.PPKTS] > 0) | (block.s[:, L.PPKTS + 1] > 0)
+        return (proto == 6) & payload
+
+    def _predict(self, block: FlowBlock) -> tuple[list[Any], np.ndarray, np.ndarray, list]:
+        """(records, features, probabilities, signature results), one per block row; rows
+        outside the domain get zero features, no signature result and P(benign) = 1.
+
+        Building a FlowRecord costs more than the table's work on its packets, so rows that
+        nobody will look at - out-of-domain checkpoints, and out-of-domain final records
+        when only alerts are wanted - get a `RecordStub` (flow id, segment, end reason)."""
+        inside = self.in_domain(block)
+        final = block.reason != L.R_CHECKPOINT
+        full = inside | (final & (self.all_flows | (block.reason == L.R_ACTIVE)))
+        recs = self._records(block, full)
         names = tuple(self.detector.feature_names)
-        if X.ndim != 2 or X.shape[1] != len(names):
-            raise ModelError(
-                f"model expects {len(names)} features, the featurizer made "
-                f"{X.shape[1] if X.ndim == 2 else X.shape}: retrain or use a matching flowdet"
-            )
-        P = np.asarray(self.detector.predict_proba(X), dtype=np.float64)
-        if P.shape != (len(recs), len(self.classes)):
-            raise ModelError(f"model returned probabilities of shape {P.shape}")
+        n, k = len(recs), len(self.classes)
+        keep = np.flatnonzero(inside)
+        X = np.zeros((n, len(names)), dtype=np.float32)
+        P = np.zeros((n, k), dtype=np.float64)
+        P[:, self.classes.index(BENIGN)] = 1.0
+        sigs: list = [None] * n
+        if len(keep):
+            Xk, sk = self.featurize([recs[i] for i in keep.tolist()])
+            Xk = np.asarray(Xk)
+            if Xk.ndim != 2 or Xk.shape[1] != len(names):
+                raise ModelError(
+                    f"model expects {len(names)} features, the featurizer made "
+                    f"{Xk.shape[1] if Xk.ndim == 2 else Xk.shape}: retrain or use a matching "
+                    "flowdet"
+                )
+            Pk = np.asarray(self.detector.predict_proba(Xk), dtype=np.float64)
+            if Pk.shape != (len(keep), k):
+                raise ModelError(f"model returned probabilities of shape {Pk.shape}")
+            X = X.astype(Xk.dtype) if Xk.dtype != X.dtype else X
+            X[keep] = Xk
+            P[keep] = Pk
+            for j, i in enumerate(keep.tolist()):
+                sigs[i] = sk[j]
+        self.stats.featurized += len(keep)
         return recs, X, P, sigs
+
+    @staticmethod
+    def _records(block: FlowBlock, full: np.ndarray) -> list[Any]:
+        if full.all():
+            return block.records()
+        idx = np.flatnonzero(full)
+        out: list[Any] = [None] * len(block)
+        for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
+            out[i] = rec
+        stub_rows = np.flatnonzero(~full)
+        cols = block.take(stub_rows).columns(["flow_id", "segment", "end_reason", "checkpoint"])
+        for j, i in enumerate(stub_rows.tolist()):
+            out[i] = RecordStub(
+                cols["flow_id"][j], cols["segment"][j], cols["end_reason"][j], cols["checkpoint"][j]
+            )
+        return out
 
     def consume(self, block: FlowBlock) -> list[Verdict]:
         """Score every record of a block; return final verdicts (and early alerts)."""
@@ -179,7 +246,15 @@ class ScoringPipeline:
         rows: list[int] = []
         for i, rec in enumerate(recs):
             label = classes[int(lab[i])]
+            if is_ckpt[i] and label == BENIGN:
+                continue  # a benign snapshot changes no verdict state
             st = self._state.get(rec.flow_id)
+            if isinstance(rec, RecordStub):  # out of domain, benign, only alerts wanted
+                self.stats.flows += 1
+                self._state.pop(rec.flow_id, None)
+                if st is not None and st.crossed:
+                    self.stats.retracted += 1
+                continue
             if st is None:
                 st = self._state[rec.flow_id] = _FlowState()
             pkts = st.prior_pkts + rec.pkts_toserver + rec.pkts_toclient
@@ -188,7 +263,7 @@ class ScoringPipeline:
                 name = rec.checkpoint if is_ckpt[i] else "final"
                 st.crossed[label] = (name, pkts, int(block.s[i, L.LAST]), cpay)
             if is_ckpt[i]:
-                if self.early and label != BENIGN and label not in st.early_sent:
+                if self.early and label not in st.early_sent:
                     st.early_sent.add(label)
                     self.stats.early_alerts += 1
                     out.append(self._verdict(block, i, rec, P[i], label, score[i], sigs, st))
@@ -255,6 +330,17 @@ class ScoringPipeline:
             v.first_checkpoint, v.first_pkts, v.first_ns = name, pkts, epoch
             v.first_client_payload_pkts = cpay
         return v
+
+
+def _declares_domain_gate(detector: Any) -> bool:
+    flag = getattr(detector, "domain_gate", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        from flowdet.model import Detector, apply_gate  # noqa: F401 - the gate exists
+    except ImportError:
+        return False
+    return isinstance(detector, Detector)
 
 
 def score_source(

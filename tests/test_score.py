@@ -9,6 +9,7 @@ import io
 import ipaddress
 import json
 import subprocess
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -537,3 +538,71 @@ def test_alert_pcaps_hold_exactly_the_flows_packets(corpus, tshark, tmp_path):
         ends = {(rec.src_ip, str(rec.src_port)), (rec.dest_ip, str(rec.dest_port))}
         for src, sport, dst, dport in rows:
             assert {(src, sport), (dst, dport)} == ends
+
+
+# -- drivers ------------------------------------------------------------------------------
+
+
+def _synthetic(n=400, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    X[rng.random((n, 6)) < 0.05] = np.nan  # missing values take the trees' NaN branches
+    y = np.where(np.nan_to_num(X[:, 0]) > 0.5, 1, np.where(np.nan_to_num(X[:, 1]) < -0.5, 2, 0))
+    return X, np.array(CLASSES)[y]
+
+
+class _Wrap:
+    classes = CLASSES
+    feature_names = tuple(f"f{i}" for i in range(6))
+
+    def __init__(self, est):
+        self.estimator = est
+        self.card: dict = {}
+
+
+def test_boosting_contributions_add_up_to_the_raw_scores():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from flowdet.drivers import DriverExplainer
+
+    X, y = _synthetic()
+    est = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y)
+    ex = DriverExplainer(_Wrap(est))
+    assert ex.method == "contribution"
+    c = ex.contributions(X[:50])
+    raw = est.decision_function(X[:50])  # (n, classes): baseline + sum of tree values
+    base = np.asarray(est._baseline_prediction).ravel()
+    assert c.sum(axis=1) == pytest.approx(raw - base, abs=1e-6)
+    # the driver list ranks the features by their push towards the row's label
+    drivers = ex.drivers(X[:50], list(est.predict(X[:50])))
+    firsts = Counter(d[0][0] for d in drivers if d)
+    assert firsts.most_common(1)[0][0] in ("f0", "f1")  # the label's defining features
+
+
+def test_forest_contributions_add_up_to_the_probabilities():
+    from sklearn.ensemble import RandomForestClassifier
+
+    from flowdet.drivers import DriverExplainer
+
+    X, y = _synthetic()
+    est = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    ex = DriverExplainer(_Wrap(est))
+    c = ex.contributions(X[:50])
+    prior = np.mean(
+        [t.tree_.value[0, 0] / t.tree_.value[0, 0].sum() for t in est.estimators_], axis=0
+    )
+    assert c.sum(axis=1) + prior == pytest.approx(est.predict_proba(X[:50]), abs=1e-6)
+
+
+def test_no_tree_model_means_no_contributions():
+    from flowdet.drivers import DriverExplainer
+
+    det = ConstantDetector([1, 0, 0])
+    ex = DriverExplainer(det)
+    assert ex.method == "none" and ex.drivers(np.zeros((2, 3)), ["mining", "mining"]) == [[], []]
+    det.card = {"feature_stats": {"benign": {"a": {"q25": 0, "q50": 1, "q75": 2}}}}
+    det.feature_names = ("a", "b", "c")
+    ex = DriverExplainer(det)
+    assert ex.method == "atypicality"
+    got = ex.drivers(np.array([[9.0, 0, 0]]), ["mining"])
+    assert got == [[("a", 9.0, 4.0)]]  # |9 - 1| / (2 - 0)
