@@ -83,14 +83,22 @@ class Dataset:
         return vals[self.flow] if len(self.flows) else np.zeros(0, dtype=object)
 
     def weights(self) -> np.ndarray:
-        """1 / records-of-the-flow, times a class balance over flows (each class sums equal)."""
-        per_flow = np.bincount(self.flow, minlength=len(self.flows)).astype(np.float64)
-        w = 1.0 / per_flow[self.flow]
+        """Sample weights: a flow's records share its weight (so long flows with many
+        checkpoints do not dominate); a flow weighs 1 / sqrt(flows in its group), which damps
+        a capture or scenario with hundreds of similar flows (cgminer's probes, git's many
+        short sessions) without letting one flow weigh as much as a whole capture; then each
+        class sums to the same total."""
+        n_flows = len(self.flows)
+        per_flow = np.bincount(self.flow, minlength=n_flows).astype(np.float64)
+        groups = np.array([f["group"] for f in self.flows], dtype=object)
+        _, ginv, gcount = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+        flow_w = 1.0 / np.sqrt(gcount[ginv].astype(np.float64))
+        w = flow_w[self.flow] / per_flow[self.flow]
         labels = self.flow_labels
         present = sorted(set(labels.tolist()))
         for c in present:
-            n_c = float((labels == c).sum())
-            w[self.y == c] *= len(self.flows) / (len(present) * n_c)
+            total = float(flow_w[labels == c].sum())
+            w[self.y == c] *= n_flows / (len(present) * total)
         return w
 
 

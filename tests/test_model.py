@@ -179,13 +179,18 @@ def test_cv_grouping_leaks_nothing() -> None:
     assert (seen_test == 1).all()  # every row is tested exactly once
 
 
-def test_weights_balance_flows_and_classes() -> None:
+def test_weights_balance_flows_groups_and_classes() -> None:
     ds = _synthetic_dataset()
+    ds.flows[0]["group"] = "solo"  # a group of one flow
     w = ds.weights()
     per_flow = np.bincount(ds.flow, weights=w)
-    # every flow of one class weighs the same whatever its number of records
-    for c in CLASSES:
-        vals = per_flow[ds.flow_labels == c]
+    groups = np.array([f["group"] for f in ds.flows])
+    # flows of one group weigh the same whatever their number of records
+    for g in set(groups.tolist()):
+        vals = per_flow[groups == g]
         assert np.allclose(vals, vals[0])
+    # a flow of a 5-flow group weighs 1/sqrt(5) of the lone flow (same class)
+    same = np.flatnonzero((ds.flow_labels == ds.flows[0]["label"]) & (groups == "g0"))
+    assert per_flow[same[0]] == pytest.approx(per_flow[0] / np.sqrt(4), rel=1e-9)
     totals = [w[ds.y == c].sum() for c in CLASSES]
     assert np.allclose(totals, totals[0])
