@@ -139,6 +139,7 @@ class Sv2Pool:
         rng = random.Random(self.ctx.rng.getrandbits(64))
         q = self.ctx.board.subscribe()
         pusher: asyncio.Task[None] | None = None
+        flush_task: asyncio.Task[None] | None = None
         try:
             hello_c = await reader.readexactly(CLIENT_HELLO)
             self.cfg.log.record(conn_id, "rx", "noise.e", CLIENT_HELLO)
@@ -156,6 +157,23 @@ class Sv2Pool:
             )
             channel = rng.randint(1, 1 << 16)
             seq_ok = 0
+            # Pools may acknowledge several shares in one SubmitShares.Success (sv2-spec):
+            # this one acks every `batch` shares, or after `flush` seconds of silence.
+            batch = rng.choice((1, 1, 2, 4))
+            acks = {"unacked": 0, "sum": 0}
+
+            async def ack() -> None:
+                if acks["unacked"]:
+                    payload = struct.pack("<IIIQ", channel, seq_ok, acks["unacked"], acks["sum"])
+                    acks["unacked"] = acks["sum"] = 0
+                    await conn.send(SUBMIT_SHARES_SUCCESS, payload, channel=True)
+
+            async def flusher() -> None:
+                while True:
+                    await self.cfg.clock.sleep(rng.uniform(5.0, 20.0))
+                    await ack()
+
+            flush_task = asyncio.create_task(flusher()) if batch > 1 else None
             while (frame := await conn.recv()) is not None:
                 msg_type, _ = frame
                 if msg_type == SETUP_CONNECTION:
@@ -176,8 +194,10 @@ class Sv2Pool:
                 elif msg_type == SUBMIT_SHARES_STANDARD:
                     seq_ok += 1
                     if rng.random() >= self.cfg.reject_rate:
-                        payload = struct.pack("<IIIQ", channel, seq_ok, 1, int(vardiff.difficulty))
-                        await conn.send(SUBMIT_SHARES_SUCCESS, payload, channel=True)
+                        acks["unacked"] += 1
+                        acks["sum"] += int(vardiff.difficulty)
+                        if acks["unacked"] >= batch:
+                            await ack()
                     else:
                         payload = struct.pack("<II", channel, seq_ok) + str0_255("stale-share")
                         await conn.send(SUBMIT_SHARES_ERROR, payload, channel=True)
@@ -188,8 +208,9 @@ class Sv2Pool:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
-            if pusher is not None:
-                pusher.cancel()
+            for task in (pusher, flush_task):
+                if task is not None:
+                    task.cancel()
             self.ctx.board.unsubscribe(q)
             await close_writer(writer)
 
@@ -306,8 +327,8 @@ async def _session(
                     tally.jobs += 1
                     tally.clean_jobs += 1
                     have_job.set()
-                elif msg_type == SUBMIT_SHARES_SUCCESS:
-                    tally.accepted += 1
+                elif msg_type == SUBMIT_SHARES_SUCCESS:  # may acknowledge several shares
+                    tally.accepted += struct.unpack_from("<I", payload, 8)[0]
                 elif msg_type == SUBMIT_SHARES_ERROR:
                     tally.rejected += 1
 
