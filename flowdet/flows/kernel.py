@@ -282,6 +282,10 @@ def process(
     out_cap = out[1].shape[0]
     max_emit = 3 + ck_secs.shape[0] + n_ck_p
     gap = cfg[G_GAP]
+    idle_tcp = cfg[G_IDLE_TCP]
+    idle_other = cfg[G_IDLE_OTHER]
+    active = cfg[G_ACTIVE]
+    n_ck_s = ck_secs.shape[0]
     n = order.shape[0]
     for k in range(k0, n):
         i = order[k]
@@ -325,7 +329,15 @@ def process(
         is_tcp = proto[i] == 6
         if row[INIT_A] >= 0:
             # an existing flow: what is due by now, and does this packet start a new flow?
-            ended = _advance(st, out, ctr, sl, t, cfg, ck_secs, n_ck_p)
+            # (the common case, an open flow with nothing due, skips the call)
+            ended = False
+            if (
+                row[CLOSE_TS] >= 0
+                or n_ck_s > 0
+                or t - row[LAST] > (idle_tcp if is_tcp else idle_other)
+                or t >= row[START] + active
+            ):
+                ended = _advance(st, out, ctr, sl, t, cfg, ck_secs, n_ck_p)
             pure_syn = is_tcp and (f & 0x12) == 0x02
             if not ended and pure_syn and 0 <= row[CLOSE_TS] < t:
                 # a new SYN after FIN/RST: port reuse, a new flow even inside the linger
