@@ -149,6 +149,8 @@ class HttpPool:
         self.dialect = dialect
         self.rng = random.Random(ctx.cfg.seed ^ 0x477)
         self.server = self.rng.choice(("Eloipool", "ghash.io", "Simplecoin", "nginx"))
+        # Pools of the stratum transition advertised it to getwork miners.
+        self.stratum_hint = self.rng.random() < 0.5
         self.vardiff = Vardiff(
             difficulty=self.cfg.start_difficulty or (1.0 if dialect == "getwork" else 4e9),
             target_interval=self.cfg.target_interval,
@@ -207,7 +209,7 @@ class HttpPool:
             ("Content-Type", "application/json"),
             ("X-Long-Polling", "/LP"),
             ("X-Roll-NTime", "expire=120"),
-        ]
+        ] + ([("X-Stratum", f"stratum+tcp://{self.cfg.name}:3333")] if self.stratum_hint else [])
 
     def eth_reply(self, msg: dict[str, Any]) -> bytes:
         method = msg.get("method")
