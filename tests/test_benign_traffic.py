@@ -256,7 +256,7 @@ def test_ntp_packet_format() -> None:
 def capture(root: None, tshark: str, tmp_path: Path) -> Iterator[tuple[Path, list[int]]]:
     """dumpcap on lo for the ports the test appends to the yielded list."""
     ports: list[int] = [_free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_DGRAM), _free_port()]
-    ports.append(_free_port())
+    ports += [_free_port(), _free_port()]
     pcap = tmp_path / "lo.pcapng"
     bpf = " or ".join(f"port {p}" for p in ports)
     proc = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", bpf, "-w", str(pcap)],
@@ -280,10 +280,10 @@ def _tshark(pcap: Path, decode_as: list[str], fields: list[str], filt: str) -> l
     return [line.split("\t") for line in out.stdout.splitlines()]
 
 
-def test_dns_ntp_websocket_mqtt_as_tshark_sees_them(
+def test_dns_ntp_websocket_mqtt_pgsql_as_tshark_sees_them(
     capture: tuple[Path, list[int]], tmp_path: Path
 ) -> None:
-    pcap, (dport, nport, wport, mport) = capture
+    pcap, (dport, nport, wport, mport, pport) = capture
     servers = [
         subprocess.Popen(_module("dns", "server", "--port", dport), stdout=subprocess.DEVNULL),
         subprocess.Popen(_module("ntp", "server", "--port", nport), stdout=subprocess.DEVNULL),
@@ -291,10 +291,11 @@ def test_dns_ntp_websocket_mqtt_as_tshark_sees_them(
                          stdout=subprocess.DEVNULL),
         subprocess.Popen(_module("mqtt", "server", "--port", mport, "--interval", 0.3),
                          stdout=subprocess.DEVNULL),
+        subprocess.Popen(_module("pg", "server", "--port", pport), stdout=subprocess.DEVNULL),
     ]  # fmt: skip
     try:
         time.sleep(0.6)
-        d, n, w, m = finish(start_clients([
+        d, n, w, m, pg = finish(start_clients([
             _module("dns", "client", "--port", dport, "--duration", 1.5, "--interval", 0.5),
             _module("ntp", "client", "--port", nport, "--duration", 1.5, "--interval", 0.4,
                     "--source-port", _free_port(socket.SOCK_DGRAM)),
@@ -302,6 +303,8 @@ def test_dns_ntp_websocket_mqtt_as_tshark_sees_them(
                     "--interval", 0.3),
             _module("mqtt", "client", "--port", mport, "--duration", 2.5, "--interval", 1.2,
                     "--keepalive", 1),
+            _module("pg", "client", "--port", pport, "--duration", 1.5, "--interval", 0.4,
+                    "--health-interval", 0.5, "--connections", 2),
         ]))  # fmt: skip
     finally:
         for p in servers:
@@ -341,6 +344,15 @@ def test_dns_ntp_websocket_mqtt_as_tshark_sees_them(
     assert types.count("1") == 1 and types.count("2") == 1  # CONNECT, CONNACK
     assert types.count("12") == m["pings"] >= 1
     assert sum(r[1].startswith("telemetry/") for r in rows) == m["sent"]
+
+    rows = _tshark(pcap, [f"tcp.port=={pport},pgsql"], ["pgsql.type", "_ws.expert.message"],
+                   "pgsql")  # fmt: skip
+    types = [t for r in rows for t in r[0].split(",")]
+    assert not any(r[1] for r in rows), "tshark flagged a malformed PostgreSQL message"
+    assert types.count("Startup message") == pg["connections"] == 2
+    assert types.count("Simple query") == pg["sent"] and types.count("Data row") == pg["rows"]
+    assert types.count("Ready for query") == pg["received"] + pg["connections"]
+    assert pg["errors"] == 0 and pg["health_checks"] >= 1
 
 
 def test_dns_and_ntp_pairs_without_capture() -> None:
@@ -520,6 +532,24 @@ def test_resp_pool_and_raw_pipeline() -> None:
     assert summary["received"] >= summary["sent"] > 3 and summary["health_checks"] >= 1
 
 
+def test_pg_pool_negotiates_tls_in_band(pki: tuple[Path, Path]) -> None:
+    cert, key = pki
+    with server(
+        _module("pg", "server", "--port", 0, "--tls", "--cert", cert, "--key", key)
+    ) as port:
+        (s,) = finish(start_clients([
+            _module("pg", "client", "--port", port, *_tls(cert), "--connections", 2,
+                    "--duration", 1.2, "--interval", 0.3, "--health-interval", 0.4)
+        ]))  # fmt: skip
+        # A client that only speaks plain text still gets the SSLRequest answer it asked for.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(struct.pack("!II", 8, 80877103))
+            answer = raw.recv(1)
+    assert s["tls_version"] in ("TLSv1.2", "TLSv1.3") and s["connections"] == 2
+    assert s["received"] == s["sent"] > 0 and s["errors"] == 0
+    assert answer == b"S"
+
+
 def test_jsonrpc_eth_read_only_and_service(pki: tuple[Path, Path]) -> None:
     cert, key = pki
     with (
@@ -678,4 +708,4 @@ def test_every_benign_scenario_runs_on_loopback(
     assert names == {"benign-web-http", "benign-web-https", "benign-websocket-chat", "benign-dns"}
     ports = {(e.server_port, e.proto) for got in results.values() for e in got}  # type: ignore[attr-defined]
     assert {(80, "tcp"), (443, "tcp"), (53, "udp"), (123, "udp"), (8545, "tcp"), (3128, "tcp"),
-            (6667, "tcp"), (6379, "tcp"), (1883, "tcp")} <= ports  # fmt: skip
+            (6667, "tcp"), (6379, "tcp"), (1883, "tcp"), (5432, "tcp")} <= ports  # fmt: skip

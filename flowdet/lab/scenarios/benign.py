@@ -463,6 +463,25 @@ def redis_pool(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         return s.finish()
 
 
+def postgres_pool(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """A PostgreSQL application pool, TLS negotiated in-band (SSLRequest) half of the time."""
+    with _Session(lab, "benign-postgres", rng) as s:
+        ip = lab.ip("outside")
+        tls = rng.random() < 0.5
+        cert, key = s.cert("outside", "db.corp.example")
+        s.server("outside", 5432, "tcp", "postgres", _module(
+            "pg", "server", "--bind", ip, "--port", 5432, "--seed", s.seed(),
+            *(["--tls", "--cert", cert, "--key", key] if tls else [])))  # fmt: skip
+        d = DURATION[profile]
+        s.client("app", _module(
+            "pg", "client", "--server", ip, "--port", 5432, "--connections", rng.randint(2, 6),
+            *(_tls_args(cert, "db.corp.example") if tls else []),
+            "--interval", _period(profile, rng, (0.5, 4)),
+            "--health-interval", 2 if profile == "quick" else rng.choice((10, 30, 60)),
+            "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+        return s.finish()
+
+
 # ---------------------------------------------------------------- UDP
 
 
@@ -520,6 +539,8 @@ SCENARIOS: list[Scenario] = [
               "read-only Ethereum JSON-RPC polling on 8545 and a JSON-RPC service API over TLS"),
     _scenario("benign-redis", STANDARD, redis_pool,
               "RESP key-value traffic from a connection pool: bursts plus idle health PINGs"),
+    _scenario("benign-postgres", STANDARD, postgres_pool,
+              "PostgreSQL v3 from a pool: transactions in bursts, idle SELECT 1, TLS or not"),
     _scenario("benign-ntp", STANDARD, ntp_polls,
               "NTPv4 polls, ntpd-style from port 123 and chrony-style from ephemeral ports"),
     _scenario("benign-irc", STANDARD, irc_idle,
