@@ -14,6 +14,7 @@ Modules: `web` (nginx over HTTP and TLS: browsing, large downloads, metrics-styl
 `proxy` (HTTP CONNECT forward proxy), `websocket` (RFC 6455 chat, notifications, Engine.IO
 heartbeats, JSON-RPC ticker and eth_subscribe feeds, a ttyd-style web terminal), `linejson`
 (newline-delimited JSON log shipper and ticker feed), `dns`, `ntp`, `resp` (Redis protocol),
-`jsonrpc` (Ethereum-style read-only JSON-RPC over HTTP), `mqtt` (MQTT 3.1.1 keepalive and
-publish) and `irc`. `common` holds the shared plumbing (arguments, TLS, summaries).
+`pg` (PostgreSQL v3), `jsonrpc` (Ethereum-style read-only JSON-RPC over HTTP), `mqtt` (MQTT
+3.1.1 keepalive and publish) and `irc`. `common` holds the shared plumbing (arguments, TLS,
+summaries).
 """
