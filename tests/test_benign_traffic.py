@@ -378,7 +378,8 @@ def test_dns_and_ntp_pairs_without_capture() -> None:
     # Timing: polls after the 3 iburst ones are ~0.3 s apart (loose bounds: a shared CI box).
     times = n["send_times"]
     gaps = [b - a for a, b in itertools.pairwise(times[3:])]
-    assert gaps and all(0.15 < g < 1.0 for g in gaps)
+    assert gaps and all(0.15 < g < 2.0 for g in gaps)  # never early; late only under load
+    assert 0.2 < sorted(gaps)[len(gaps) // 2] < 0.6
 
 
 # ---------------------------------------------------------------- web
