@@ -229,6 +229,9 @@ def _run_live(
         source = ReplaySource(read, realtime=realtime, speed=speed)
     else:
         source = DumpcapSource(DumpcapCapture(list(ifaces), bpf, buffer_mib=buffer_mib))
+    from flowdet.live.warmup import warm_up
+
+    warm_up(detector, thr)  # compile and load everything before the first real packet
     pipe = LivePipeline(detector, thresholds=thr, source=source.name)
     out: TextIO = sys.stdout if output == "-" else open(output, "w")  # noqa: SIM115
     writer = JsonlLiveSink(out) if fmt == "jsonl" else TerminalLiveSink(out, mname)
