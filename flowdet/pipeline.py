@@ -20,9 +20,10 @@ What comes out:
   of that label first reached its threshold - the earliest moment the verdict was known.
   Only alerts are returned unless `all_flows`.
 - with `early=True` (live), also a non-final Verdict the first time a checkpoint of a
-  flow crosses a threshold, so an alert can be raised while the flow is still open. Offline
-  scoring leaves it off: an early crossing that the full flow no longer supports is counted
-  in `stats.retracted`, not reported.
+  flow crosses a threshold, so an alert can be raised while the flow is still open; an
+  early crossing that the full flow no longer supports is counted in `stats.retracted`.
+  Offline scoring leaves it off and holds checkpoint records back until the flow's final
+  record says they matter (see `consume`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class ScoringPipeline:
         early: bool = False,
         source: str = "",
         first_flow_id: int = 1,
+        max_pending: int = 16384,
     ) -> None:
         self.detector = detector
         self.classes = tuple(detector.classes)
@@ -145,6 +147,10 @@ class ScoringPipeline:
         self.explainer = DriverExplainer(detector)
         self.domain_gate = _declares_domain_gate(detector)
         self._state: dict[int, _FlowState] = {}
+        # held checkpoint rows (offline, see consume), each block with its alive mask
+        self._pending: list[tuple[FlowBlock, np.ndarray]] = []
+        self._n_pending = 0
+        self.max_pending = max_pending
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, batch: PacketBatch) -> list[Verdict]:
@@ -156,6 +162,7 @@ class ScoringPipeline:
     def flush(self) -> list[Verdict]:
         out = self.consume(self.table.flush())
         self._state.clear()
+        self._pending, self._n_pending = [], 0
         return out
 
     @property
@@ -234,14 +241,85 @@ class ScoringPipeline:
         return out
 
     def consume(self, block: FlowBlock) -> list[Verdict]:
-        """Score every record of a block; return final verdicts (and early alerts)."""
+        """Score the records of a block; return final verdicts (and early alerts).
+
+        Offline (`early` off), checkpoint records only matter for the flows that end up
+        alerted (to say when the verdict was first reached), so they are held back, in
+        columnar form, and scored only when their flow's final record is an alert - most
+        flows are benign, and their snapshots are never featurized. Held rows are bounded
+        (`max_pending`): past it, the oldest are scored at once, as in live mode.
+        """
         if not len(block):
             return []
+        if self.early:
+            return self._consume(block)
+        ck = block.reason == L.R_CHECKPOINT
+        if not ck.any():
+            return self._consume(block)
+        self.stats.records += int(ck.sum())
+        hold = np.flatnonzero(ck & self.in_domain(block))  # out of domain: benign anyway
+        if len(hold):
+            self._pending.append((block.take(hold), np.ones(len(hold), dtype=bool)))
+            self._n_pending += len(hold)
+            while self._n_pending > self.max_pending and self._pending:
+                oldest, alive = self._pending.pop(0)
+                self._n_pending -= int(alive.sum())
+                self._cross(oldest.take(np.flatnonzero(alive)))
+        finals = np.flatnonzero(~ck)
+        return self._consume(block.take(finals)) if len(finals) else []
+
+    def _cross(self, block: FlowBlock) -> None:
+        """Score held checkpoint rows and record each flow's first threshold crossings."""
+        recs, _X, P, _sigs = self._predict(block)
+        lab, _, _ = self.decider.label_index(P)
+        for i, rec in enumerate(recs):
+            label = self.classes[int(lab[i])]
+            if label == BENIGN:
+                continue
+            st = self._state.get(rec.flow_id)
+            if st is None:
+                st = self._state[rec.flow_id] = _FlowState()
+            if label not in st.crossed:
+                pkts = st.prior_pkts + rec.pkts_toserver + rec.pkts_toclient
+                cpay = st.prior_client_payload + rec.payload_pkts_toserver
+                st.crossed[label] = (rec.checkpoint, pkts, int(block.s[i, L.LAST]), cpay)
+
+    def _take_pending(self, flow_ids: np.ndarray, score: bool) -> None:
+        """Remove the held rows of these flows, scoring them first if `score`. Rows are
+        marked dead in place and a block is compacted only when half of it is dead, so
+        the held rows are not copied on every call."""
+        if not self._pending or not len(flow_ids):
+            return
+        taken: list[FlowBlock] = []
+        kept: list[tuple[FlowBlock, np.ndarray]] = []
+        for b, alive in self._pending:
+            m = alive & np.isin(b.s[:, L.FLOW_ID], flow_ids)
+            if m.any():
+                if score:
+                    taken.append(b.take(np.flatnonzero(m)))
+                alive = alive & ~m
+                n_alive = int(alive.sum())
+                if not n_alive:
+                    continue
+                if 2 * n_alive < len(b):
+                    b, alive = b.take(np.flatnonzero(alive)), np.ones(n_alive, dtype=bool)
+            kept.append((b, alive))
+        self._pending = kept
+        self._n_pending = sum(int(a.sum()) for _, a in kept)
+        if taken:
+            self._cross(FlowBlock.concat(taken))
+
+    def _consume(self, block: FlowBlock) -> list[Verdict]:
         recs, X, P, sigs = self._predict(block)
         lab, score, _ = self.decider.label_index(P)
         classes = self.classes
         is_ckpt = block.reason == L.R_CHECKPOINT
         self.stats.records += len(recs)
+        if self._pending:
+            fid = block.s[:, L.FLOW_ID]
+            alert = (~is_ckpt) & (lab != self.classes.index(BENIGN))
+            self._take_pending(np.unique(fid[alert]), score=True)
+            self._take_pending(np.unique(fid[~is_ckpt]), score=False)
         out: list[Verdict] = []
         rows: list[int] = []
         for i, rec in enumerate(recs):

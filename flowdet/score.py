@@ -183,7 +183,8 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
     parts.append(f"{packets:,} packets ({skipped:,} not decoded)")
     parts.append(
         f"{sum(r.stats.flows for r in ok):,} flows, "
-        f"{sum(r.stats.records for r in ok):,} records scored"
+        f"{sum(r.stats.records for r in ok):,} records ({sum(r.stats.featurized for r in ok):,} "
+        "given to the model)"
     )
     if alerts:
         parts.append("alerts: " + ", ".join(f"{k} {n:,}" for k, n in sorted(alerts.items())))
