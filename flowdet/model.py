@@ -10,10 +10,14 @@ Decision rule (shared with flowdet.score through `Detector.decide`): a flow gets
 non-benign class with the highest probability among those at or above their threshold
 (`card["thresholds"]`), otherwise `benign`.
 
-Domain gate: mining (Stratum, xmrig, getwork, SV2, also over TLS/SOCKS/SSH) and SSH tunnels
-are TCP conversations with payload, so `predict_proba` gives P(benign) = 1 to flows that are
-not TCP or have carried no payload yet. A tree model has never seen, say, ICMP in the lab,
-and without the gate its answer for such a flow would be arbitrary.
+Domain gate (`gate_masks`): the model is only asked where its classes are possible, so a
+tree model never extrapolates to traffic it has not seen (ICMP, LDAP, SMB ... are absent
+from the lab). A class's probability moves to benign when:
+- mining: the flow is not TCP or has no payload yet, or its payload is in clear text (no
+  TLS/SSH/SOCKS/CONNECT, not random-looking) and no signature found a mining protocol
+  message in it: plaintext mining protocols are parsed by the signatures, so a plaintext
+  flow without that evidence is not mining (nDPI and the ET rules rely on the same fact);
+- ssh-tunnel: not TCP, no payload, or neither an SSH banner nor a random-looking stream.
 """
 
 from __future__ import annotations
@@ -157,26 +161,82 @@ class Detector:
         return cls(est, classes, names, dict(bundle.get("card") or {}))
 
 
-_GATE_COLS = (
-    FEATURE_NAMES.index("is_tcp"),
-    FEATURE_NAMES.index("log_payload_pkts_toserver"),
-    FEATURE_NAMES.index("log_payload_pkts_toclient"),
+def _cols(*names: str) -> np.ndarray:
+    return np.array([FEATURE_NAMES.index(n) for n in names], dtype=np.int64)
+
+
+_GATE_COLS = _cols("is_tcp", "log_payload_pkts_toserver", "log_payload_pkts_toclient")
+# Protocol-level mining evidence from the payload signatures.
+_MINING_EVIDENCE = _cols(
+    "sig_stratum_client_method",
+    "sig_stratum_server_notify",
+    "sig_stratum_subscribe_result",
+    "sig_stratum_miner_agent",
+    "sig_monero_login",
+    "sig_monero_submit",
+    "sig_monero_job",
+    "sig_monero_miner_agent",
+    "sig_getwork",
+    "sig_getwork_mining_headers",
+    "sig_eth_work",
+    "sig_eth_proxy_tcp",
+    "sig_eth_work_result",
+    "sig_http_miner_agent",
+    "sig_sv2_handshake_shape",
 )
+# The payload is hidden from the signatures: encrypted (TLS, SSH) or relayed (SOCKS, CONNECT).
+_OPAQUE = _cols(
+    "sig_tls_client_hello",
+    "sig_tls_server_hello",
+    "sig_ssh_banner",
+    "sig_tunnel_socks",
+    "sig_tunnel_http_connect",
+)
+_SSH = FEATURE_NAMES.index("sig_ssh_banner")
+_ENTROPY = FEATURE_NAMES.index("sig_first_toserver_entropy")
+_EARLY = _cols(*(f"early_size_{i}" for i in range(8)))
+
+
+def _random_looking(X: np.ndarray) -> np.ndarray:
+    """The initiator's first payload packet looks random: >= 85% of the entropy its length
+    allows, and >= 16 bytes (an encrypted stream seen mid-flow, Stratum V2, obfuscation)."""
+    early = X[:, _EARLY]
+    pos = early > 0
+    first = np.where(pos.any(axis=1), early[np.arange(len(X)), pos.argmax(axis=1)], 0.0)
+    cap = np.log2(np.clip(first, 1.0, 256.0))
+    return (first >= 16) & (X[:, _ENTROPY] >= 0.85 * cap)
+
+
+def gate_masks(X: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class, the rows where that class is impossible (see the module doc)."""
+    tcp, ps, pc = (X[:, i] for i in _GATE_COLS)
+    outside = (tcp < 0.5) | ((ps <= 0) & (pc <= 0))
+    evidence = (X[:, _MINING_EVIDENCE] > 0).any(axis=1)
+    rnd = _random_looking(X)
+    opaque = (X[:, _OPAQUE] > 0).any(axis=1) | rnd
+    return {
+        "mining": outside | ~(evidence | opaque),
+        "ssh-tunnel": outside | ~((X[:, _SSH] > 0) | rnd),
+    }
 
 
 def gated(X: np.ndarray) -> np.ndarray:
-    """Rows outside the detector's domain: not TCP, or no payload either way (see doc)."""
-    tcp, ps, pc = (X[:, i] for i in _GATE_COLS)
-    return (tcp < 0.5) | ((ps <= 0) & (pc <= 0))
+    """Rows where no alert class is possible."""
+    m = gate_masks(X)
+    return m["mining"] & m["ssh-tunnel"]
 
 
 def apply_gate(X: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
-    """Probabilities with gated rows set to certainly benign."""
-    g = gated(X)
-    if g.any() and BENIGN in classes:
-        proba = np.array(proba, dtype=np.float64, copy=True)
-        proba[g] = 0.0
-        proba[g, classes.index(BENIGN)] = 1.0
+    """Probabilities with impossible classes set to 0, their mass moved to benign."""
+    if BENIGN not in classes:
+        return proba
+    proba = np.array(proba, dtype=np.float64, copy=True)
+    b = classes.index(BENIGN)
+    for c, mask in gate_masks(X).items():
+        if c in classes and mask.any():
+            j = classes.index(c)
+            proba[mask, b] += proba[mask, j]
+            proba[mask, j] = 0.0
     return proba
 
 

@@ -21,9 +21,14 @@ def _tiny_detector(seed: int = 0) -> tuple[Detector, np.ndarray]:
     y = np.array(CLASSES * 30, dtype=object)
     X[y == "mining", 5] += 5  # make the classes learnable
     X[y == "ssh-tunnel", 6] += 5
-    # inside the detector's domain (TCP with payload), see test_gate for the outside
+    # inside the detector's domain (TCP with payload, SSH: both alert classes possible),
+    # see test_gate for the outside
+    for i, name in enumerate(FEATURE_NAMES):
+        if name.startswith(("sig_", "early_size_")):
+            X[:, i] = 0.0
     for name in ("is_tcp", "log_payload_pkts_toserver", "log_payload_pkts_toclient"):
         X[:, FEATURE_NAMES.index(name)] = 1.0
+    X[:, FEATURE_NAMES.index("sig_ssh_banner")] = 1.0
     est = fit_estimator(X, y, np.ones(len(y)), seed)
     card = {"thresholds": {"mining": 0.6, "ssh-tunnel": 0.7}, "note": "test"}
     return Detector(est, CLASSES, FEATURE_NAMES, card), X
@@ -100,16 +105,28 @@ def test_shipped_default_model_loads() -> None:
     assert card["data"]["flows"] > 0 and "metrics" in card
 
 
-def test_gate_makes_non_tcp_and_payloadless_flows_benign() -> None:
+def test_gate_moves_impossible_classes_to_benign() -> None:
     det, X = _tiny_detector()
-    mining_rows = np.flatnonzero(det.predict(X) == "mining")[:2]
-    assert len(mining_rows) == 2
-    Xg = X[mining_rows].copy()
-    Xg[0, FEATURE_NAMES.index("is_tcp")] = 0.0  # e.g. UDP
-    Xg[1, FEATURE_NAMES.index("log_payload_pkts_toserver")] = 0.0
-    Xg[1, FEATURE_NAMES.index("log_payload_pkts_toclient")] = 0.0
+    pred = det.predict(X)
+    mining_rows = np.flatnonzero(pred == "mining")[:4]
+    tunnel_row = np.flatnonzero(pred == "ssh-tunnel")[0]
+    assert len(mining_rows) == 4
+    Xg = X[[*mining_rows, tunnel_row]].copy()
+    col = FEATURE_NAMES.index
+    Xg[0, col("is_tcp")] = 0.0  # e.g. UDP
+    Xg[1, col("log_payload_pkts_toserver")] = 0.0  # no payload yet
+    Xg[1, col("log_payload_pkts_toclient")] = 0.0
+    Xg[2, col("sig_ssh_banner")] = 0.0  # clear text, no mining message seen
+    Xg[3, col("sig_ssh_banner")] = 0.0  # clear text, but a stratum message seen
+    Xg[3, col("sig_stratum_client_method")] = 1.0
+    Xg[4, col("sig_ssh_banner")] = 0.0  # a "tunnel" that is not SSH
+    Xg[4, col("sig_tls_client_hello")] = 1.0
+    p_before = det.estimator.predict_proba(Xg)
     p = det.predict_proba(Xg)
-    assert np.allclose(p, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert np.allclose(p[:3, 1], 0.0) and np.allclose(p[:2, 2], 0.0)
+    assert p[3, 1] == pytest.approx(p_before[3, 1])  # evidence: mining stays possible
+    assert p[4, 2] == 0.0 and p[4, 0] == pytest.approx(p_before[4, 0] + p_before[4, 2])
 
 
 def test_decision_rule() -> None:
