@@ -222,7 +222,10 @@ def _direct(dialect: str, *, tls: bool = False, reconnects: bool = False,
         pool_extra: list[str] = []
         closer = None
         if reconnects or rng.random() < 0.15:  # pools drop and miners fail over now and then
-            mean = f"{rng.uniform(*s.pace.reconnect_mean):.1f}"
+            mean_s = rng.uniform(*s.pace.reconnect_mean)
+            if reconnects:  # a reconnect scenario should show several flows: ~4 on average
+                mean_s = min(mean_s, s.duration / 4)
+            mean = f"{mean_s:.1f}"
             # Who ends each connection first shows in the capture (FIN direction).
             closer = "pool" if s.d.pool is not None and rng.random() < 0.4 else "miner"
             if closer == "pool":
