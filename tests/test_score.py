@@ -606,3 +606,48 @@ def test_no_tree_model_means_no_contributions():
     assert ex.method == "atypicality"
     got = ex.drivers(np.array([[9.0, 0, 0]]), ["mining"])
     assert got == [[("a", 9.0, 4.0)]]  # |9 - 1| / (2 - 0)
+
+
+# -- held checkpoints and the domain gate -------------------------------------------------
+
+
+def test_held_checkpoints_give_the_same_first_verdicts(corpus):
+    """Offline, checkpoint records are scored only for flows that end alerted; the first
+    verdict found that way equals the one of scoring every record as it comes (live mode),
+    also when the held rows overflow their bound and are scored early."""
+    path = corpus / "mining-real" / "cgminer.s0.pcapng"
+    det = FakeDetector()
+    eager, _ = _score(path, detector=det, early=True, all_flows=True)
+    eager = [v for v in eager if v.final]
+    held, pipe = _score(path, batch_packets=64, detector=det, all_flows=True)
+    tiny, pipe2 = _score(path, batch_packets=64, detector=det, all_flows=True, max_pending=3)
+    key = sorted(_verdict_key(v) for v in eager)
+    assert sorted(_verdict_key(v) for v in held) == key
+    assert sorted(_verdict_key(v) for v in tiny) == key
+    assert sum(v.first_checkpoint.startswith(("pkts:", "secs:")) for v in held) >= 3
+    assert pipe.stats.featurized < pipe2.stats.featurized  # holding saved model calls
+    assert pipe._n_pending == 0 and pipe.live_state == 0
+
+
+def test_domain_gate_on_columns_equals_the_models_gate(corpus):
+    """Rows skipped by the pipeline's column check are exactly those the shipped model
+    would have answered 'benign, certainly' after featurizing them."""
+    from flowdet.model import DEFAULT_MODEL_PATH, Detector, gated
+
+    if not Path(DEFAULT_MODEL_PATH).is_file():
+        pytest.skip(f"default model {DEFAULT_MODEL_PATH} not built yet (flowdet train)")
+    from flowdet.features import featurize
+    from flowdet.flows import FlowConfig, iter_flow_blocks
+
+    det = Detector.load()
+    pipe = ScoringPipeline(det)
+    assert pipe.domain_gate
+    srcs = [corpus / "zeek-traces" / n for n in ("dns-caa.pcap", "ssh__single-conn.pcap")]
+    srcs.append(corpus / "mining-real" / "cgminer.s2.pcapng")
+    n_out = 0
+    for _, blk in iter_flow_blocks(srcs, FlowConfig().with_default_checkpoints()):
+        X, _ = featurize(blk.records())
+        inside = pipe.in_domain(blk)
+        assert (~inside == gated(np.asarray(X))).all()
+        n_out += int((~inside).sum())
+    assert n_out > 0
