@@ -360,7 +360,9 @@ def test_on_alert_gets_json_and_a_hung_command_is_killed(corpus: Path, tmp_path:
     out = tmp_path / "out.jsonl"
     # The command saves its stdin, then hangs; each must be killed at the 1 s timeout while
     # the replay goes on (the JSON lines are complete regardless of the hung commands).
-    cmd = f"echo $$ >> {pids}; cat > {got}/$FLOWDET_FLOW_ID-$FLOWDET_ALERT_EVENT.json; sleep 600"
+    dest = f"{got}/$FLOWDET_FLOW_ID-$FLOWDET_ALERT_EVENT"
+    # (a command killed at exit may not have read its stdin: only complete copies count)
+    cmd = f"echo $$ >> {pids}; cat > {dest}.part && mv {dest}.part {dest}.json; sleep 600"
     res = _run(
         [
             "live",
@@ -380,7 +382,7 @@ def test_on_alert_gets_json_and_a_hung_command_is_killed(corpus: Path, tmp_path:
     recs = _jsonl(out)
     alerts = [r for r in recs if r["alert_event"] == "alert"]
     assert len(alerts) == 17 and len([r for r in recs if r["alert_event"] == "flow_end"]) == 17
-    saved = sorted(got.iterdir())
+    saved = sorted(got.glob("*.json"))
     assert saved, res.stderr
     for p in saved:
         rec = json.loads(p.read_text())

@@ -91,10 +91,12 @@ class LiveLab:
         live_args: tuple[str, ...] = (),
         wan: dict[str, Wan] | None = None,
         profile: str = "quick",
+        extra_captures: tuple[tuple[str, str, Path], ...] = (),
     ) -> None:
         self.workdir = workdir
         self.seed, self.profile = seed, profile
         self.live_args = live_args
+        self.extra_captures = extra_captures  # (host, iface, path): e.g. the sandbox's lo
         self.jsonl = workdir / "live.jsonl"
         self.live_log = workdir / "live.stderr"
         self.reference = workdir / "link.pcapng"
@@ -117,6 +119,8 @@ class LiveLab:
         try:
             self.lab.up()
             self.lab.start_capture(self.reference)
+            for host, iface, path in self.extra_captures:
+                self.lab.start_capture(path, host=host, iface=iface)
             self._start_live()
         except BaseException:
             self.lab.teardown()
