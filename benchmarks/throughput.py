@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/throughput.py [--repeat 3] [--scale 10] [--no-peers]
 
 Every tool runs as a whole process on the same file in the same run (start-up included):
-- flowdet: the real CLI, `flowdet flows MIX -o /dev/null` (jsonl, the default, and csv);
+- flowdet: the real CLI, `flowdet flows MIX -o /dev/null` (csv, the default, and jsonl);
 - tshark: `tshark -n -r MIX -T fields` with 9 fields (dissection only);
 - nfstream: NFStreamer(source=MIX, statistical_analysis=True), counting flows;
 - ndpiReader: `ndpiReader -q -i MIX` (flows + DPI, C).
@@ -55,8 +55,11 @@ def packet_count(path: Path) -> int:
 def commands(mix: Path) -> list[tuple[str, list[str]]]:
     flowdet = str(Path(sys.executable).parent / "flowdet")
     out = [
-        ("flowdet flows (jsonl)", [flowdet, "flows", str(mix), "-o", "/dev/null"]),
-        ("flowdet flows (csv)", [flowdet, "flows", "--format", "csv", str(mix), "-o", "/dev/null"]),
+        ("flowdet flows (csv)", [flowdet, "flows", str(mix), "-o", "/dev/null"]),
+        (
+            "flowdet flows (jsonl)",
+            [flowdet, "flows", "--format", "jsonl", str(mix), "-o", "/dev/null"],
+        ),
     ]
     return out
 
@@ -110,11 +113,12 @@ def main() -> None:
             f"{name:<24} {wall:7.2f} {cpu:7.2f} {n / wall:12,.0f} {n / cpu:12,.0f} "
             f"{rss:8.0f}  {'yes' if ok else 'FAILED'}"
         )
-    ours = rates["flowdet flows (jsonl)"]
-    print("\nflowdet flows (jsonl) packets/s over each peer's (wall, cpu):")
-    for name, (w, c) in rates.items():
-        if not name.startswith("flowdet"):
-            print(f"  / {name:<24} {ours[0] / w:6.2f}x  {ours[1] / c:6.2f}x")
+    for mine in ("flowdet flows (csv)", "flowdet flows (jsonl)"):
+        ours = rates[mine]
+        print(f"\n{mine} packets/s over each peer's (wall, cpu):")
+        for name, (w, c) in rates.items():
+            if not name.startswith("flowdet"):
+                print(f"  / {name:<24} {ours[0] / w:6.2f}x  {ours[1] / c:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TextIO
 
 from flowdet.flows.record import CSV_FIELDS, RECORD_FIELDS, FlowBlock, FlowRecord
 
-FLOW_FORMATS = ("jsonl", "csv")
+FLOW_FORMATS = ("csv", "jsonl")
 
 
 class FlowSink(Protocol):
@@ -23,9 +23,12 @@ class FlowSink(Protocol):
     def close(self) -> None: ...
 
 
-def _json_list(values: list) -> str:
-    # repr of a list of ints/floats is valid JSON once spaces go (float repr == JSON repr)
-    return str(values).replace(" ", "")
+def _json_lists(lists: list[list]) -> list[str]:
+    """JSON text of each flat list of numbers, with one C-level json.dumps for all of them."""
+    if not lists:
+        return []
+    body = json.dumps(lists, separators=(",", ":"))[2:-2]  # drop the outer "[[" and "]]"
+    return ["[" + part + "]" for part in body.split("],[")]
 
 
 class JsonlFlowSink:
@@ -60,16 +63,12 @@ class JsonlFlowSink:
                 for msgs in col
             ]
         if kind == "dict[str, list]":
+            parts = [_json_lists([d[k] for d in col]) for k in ("dir", "len", "iat", "flags")]
             return [
-                '{{"dir":{},"len":{},"iat":{},"flags":{}}}'.format(
-                    _json_list(d["dir"]),
-                    _json_list(d["len"]),
-                    _json_list(d["iat"]),
-                    _json_list(d["flags"]),
-                )
-                for d in col
+                f'{{"dir":{a},"len":{b},"iat":{c},"flags":{d}}}'
+                for a, b, c, d in zip(*parts, strict=True)
             ]
-        return [_json_list(v) for v in col]
+        return _json_lists(col)
 
     def write(self, block: FlowBlock) -> int:
         if not len(block):

@@ -52,7 +52,7 @@ def test_docs_field_table_matches_code():
 
 
 def test_jsonl_records_and_summary(capture: Path):
-    res = flowdet("flows", str(capture))
+    res = flowdet("flows", "--format", "jsonl", str(capture))
     assert res.returncode == 0, res.stderr
     recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
     assert [list(r) for r in recs] == [RECORD_FIELDS] * 3
@@ -73,7 +73,7 @@ def test_jsonl_records_and_summary(capture: Path):
 
 def test_csv_has_scalar_columns_only(capture: Path, tmp_path: Path):
     out = tmp_path / "flows.csv"
-    res = flowdet("flows", "--format", "csv", "-o", str(out), str(capture))
+    res = flowdet("flows", "-o", str(out), str(capture))  # csv is the default
     assert res.returncode == 0 and res.stdout == b""
     rows = list(csv.reader(io.StringIO(out.read_text())))
     assert rows[0] == CSV_FIELDS and "first_pkts" not in rows[0] and len(rows) == 4
@@ -83,7 +83,9 @@ def test_csv_has_scalar_columns_only(capture: Path, tmp_path: Path):
 
 
 def test_options_reach_the_table(capture: Path):
-    res = flowdet("flows", "--checkpoints", "4,5s", "--idle-timeout", "3", str(capture))
+    res = flowdet(
+        "flows", "--format", "jsonl", "--checkpoints", "4,5s", "--idle-timeout", "3", str(capture)
+    )
     assert res.returncode == 0, res.stderr
     recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
     cps = sorted(r["checkpoint"] for r in recs if r["end_reason"] == "checkpoint")
@@ -106,7 +108,7 @@ def test_unreadable_capture_is_one_line_exit_2(tmp_path: Path):
 def test_bad_capture_among_several_is_reported_and_skipped(capture: Path, tmp_path: Path):
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"\0" * 64)
-    res = flowdet("flows", str(bad), str(capture))
+    res = flowdet("flows", "--format", "jsonl", str(bad), str(capture))
     assert res.returncode == 2
     assert len(res.stdout.decode().splitlines()) == 3  # the good capture's flows
     err = res.stderr.decode()
@@ -118,7 +120,7 @@ def test_folder_is_recursive_and_sorted(tmp_path: Path):
     write_pcap(tmp_path / "b" / "c" / "z.pcap", [P(5.0, "10.0.0.9", 1, "10.0.0.8", 2, proto=17)])
     write_pcap(tmp_path / "a.pcap", [P(9.0, "10.0.0.7", 1, "10.0.0.6", 2, proto=17)])
     (tmp_path / "notes.txt").write_text("not a capture")
-    res = flowdet("flows", str(tmp_path))
+    res = flowdet("flows", "--format", "jsonl", str(tmp_path))
     assert res.returncode == 0, res.stderr
     recs = [json.loads(line) for line in res.stdout.decode().splitlines()]
     assert [r["src_ip"] for r in recs] == ["10.0.0.7", "10.0.0.9"]  # a.pcap, then b/c/z.pcap
@@ -128,5 +130,30 @@ def test_folder_is_recursive_and_sorted(tmp_path: Path):
 
 def test_stdin_and_forced_progress_without_tty(capture: Path):
     res = flowdet("flows", "--progress", "-", stdin=capture.read_bytes())
-    assert res.returncode == 0 and len(res.stdout.splitlines()) == 3
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 4  # csv header + 3
     assert b"\r" not in res.stderr and b"\x1b" not in res.stderr
+
+
+def test_sinks_write_exactly_the_records():
+    """The fast JSONL/CSV writers against json.dumps / str of the dataclass values."""
+    from flows_synth import make_batch
+
+    from flowdet.flows import FlowTable
+    from flowdet.sinks import CsvFlowSink, JsonlFlowSink
+
+    table = FlowTable()
+    pk = [*packets(), P(3.0, "10.0.0.5", 1, "10.0.0.6", 2, proto=17, payload=b'"\\\n\x00')]
+    block = table.update(make_batch(sorted(pk, key=lambda p: p.t)))
+    block = type(block).concat([block, table.flush()])
+    recs = block.records()
+    out = io.StringIO()
+    JsonlFlowSink(out).write(block)
+    got = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert got == [json.loads(json.dumps(r.to_json_dict())) for r in recs]
+    out = io.StringIO()
+    CsvFlowSink(out).write(block)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    for row, rec in zip(rows, recs, strict=True):
+        for name in CSV_FIELDS:
+            v = getattr(rec, name)
+            assert row[name] == ("" if v is None else str(v)), name

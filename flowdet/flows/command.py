@@ -65,9 +65,9 @@ class _Progress:
     "--format",
     "fmt",
     type=click.Choice(FLOW_FORMATS),
-    default="jsonl",
+    default="csv",
     show_default=True,
-    help="jsonl: all fields; csv: scalar fields only.",
+    help="csv: scalar fields only; jsonl: all fields (packet sequences, payload prefixes).",
 )
 @click.option(
     "-o",
