@@ -25,7 +25,7 @@ import numpy as np
 from flowdet.alerts import AlertField, alert_record
 from flowdet.flows import layout as L
 from flowdet.flows.record import FlowBlock
-from flowdet.pipeline import ScoringPipeline, Verdict
+from flowdet.pipeline import RecordStub, ScoringPipeline, Verdict, _FlowState
 from flowdet.verdicts import BENIGN
 
 # A rise in score smaller than this is not worth a new record (probabilities wobble by a few
@@ -33,6 +33,7 @@ from flowdet.verdicts import BENIGN
 UPDATE_STEP = 0.05
 
 EV_ALERT, EV_UPDATE, EV_END = "alert", "alert_update", "flow_end"
+_EMPTY_STATE = _FlowState()  # verdict state of a flow the base class already let go
 
 LIVE_FIELDS: tuple[AlertField, ...] = (
     AlertField(
@@ -97,7 +98,7 @@ class LivePipeline(ScoringPipeline):
 
     def __init__(self, detector: Any, **kw: Any) -> None:
         kw["early"] = True
-        kw["all_flows"] = True  # benign final records of reported flows end their story
+        kw["all_flows"] = False  # benign finals of reported flows are made here, not for all
         super().__init__(detector, **kw)
         self._reported: dict[int, tuple[str, float]] = {}  # flow_id -> last (label, score)
         self._last: tuple[FlowBlock, Any] | None = None
@@ -161,7 +162,16 @@ class LivePipeline(ScoringPipeline):
                 out.append(LiveEvent(v, event))
                 continue
             if v is None:
-                continue
+                if prev is None:
+                    continue
+                if isinstance(rec, RecordStub):  # ended out of the model's domain: benign
+                    if rec.end_reason != "active":
+                        self._reported.pop(fid, None)
+                    continue
+                # a reported flow ends benign: the full flow no longer supports the alert
+                st = self._state.get(fid) or _EMPTY_STATE
+                label = self.classes[int(lab[i])]
+                v = self._verdict(block, i, rec, P[i], label, float(score[i]), sigs, st, True)
             ended = rec.end_reason != "active"  # "active": the flow goes on in a new segment
             if prev is not None:
                 out.append(LiveEvent(v, EV_END))
