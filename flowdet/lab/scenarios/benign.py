@@ -3,12 +3,12 @@
 Each scenario starts real servers on the outside hosts (nginx, or the programs in
 `flowdet.lab.benign`), runs clients on the sandbox for a profile-dependent time, checks from
 the clients' own summaries that the traffic really happened (a labelled capture with no
-traffic in it would be a silent lie), stops its servers so the next scenario can reuse the
-ports, and returns one `Expect` per server endpoint. Parameters (intervals, pool sizes,
+traffic in it would be a silent lie), stops its own servers by PID, and returns one `Expect`
+per server endpoint the sandbox talks to. Parameters (intervals, pool sizes,
 modes, seeds) come from the runner's rng, so two runs with the same seed are alike.
 
 Profiles: `quick` has web over HTTP and HTTPS, websocket chat/notifications and DNS, a few
-seconds each; `standard` adds everything else at about 32 s each (about 8 minutes in all);
+seconds each; `standard` adds everything else at about 32 s each (about 9 minutes in all);
 `full` runs everything for minutes with realistic periods (15 s scrapes, 64 s NTP polls).
 """
 
@@ -43,7 +43,7 @@ WEB_NAMES = ("www.example.com", "static.example.net", "api.example.org", "chat.e
              "ticker.example.net", "metrics.corp.example", "node.example.org")  # fmt: skip
 
 
-def _module(name: str, *args: str | int | float) -> list[str]:
+def _module(name: str, *args: object) -> list[str]:
     return [sys.executable, "-m", f"flowdet.lab.benign.{name}", *map(str, args)]
 
 
@@ -72,9 +72,8 @@ class _Session:
         # --keep-logs; the site (with its large files) stays out of it.
         self.logdir = lab.workdir / "logs" / scenario
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.servers: list[subprocess.Popen[bytes]] = []
         self.clients: list[_Client] = []
-        self.server_names: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.servers: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.expects: list[Expect] = []
         self._files: list[IO[bytes]] = []
 
@@ -82,10 +81,11 @@ class _Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.servers + [c.proc for c in self.clients]:
+        procs = [p for _, p in self.servers] + [c.proc for c in self.clients]
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.servers + [c.proc for c in self.clients]:
+        for proc in procs:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -113,8 +113,7 @@ class _Session:
         (`expect=False` for servers the sandbox never reaches directly, e.g. behind a proxy)."""
         path, f = self._log(f"server-{name}", "log")
         proc = self.lab.spawn(host, argv, stdout=f, stderr=subprocess.STDOUT)
-        self.servers.append(proc)
-        self.server_names.append((name, proc))
+        self.servers.append((name, proc))
         try:
             self.lab.wait_port(host, port, proto, timeout=20.0)
         except Exception as exc:
@@ -142,7 +141,7 @@ class _Session:
             summary = _summary(c.out)
             if rc != 0 or summary is None:
                 tail = c.err.read_text(errors="replace")[-400:].strip()
-                dead = [f"{name} exited {p.returncode}" for name, p in self.server_names
+                dead = [f"{name} exited {p.returncode}" for name, p in self.servers
                         if p.poll() is not None]  # fmt: skip
                 raise LabError(
                     f"benign {self.scenario}: client {c.name} failed (exit {rc}): {tail}"
