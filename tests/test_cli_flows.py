@@ -157,3 +157,16 @@ def test_sinks_write_exactly_the_records():
         for name in CSV_FIELDS:
             v = getattr(rec, name)
             assert row[name] == ("" if v is None else str(v)), name
+
+
+def test_iter_flows_chains_reader_and_table(capture: Path, tmp_path: Path):
+    from flowdet.errors import CaptureError
+    from flowdet.flows import FlowConfig, iter_flows
+
+    recs = list(iter_flows([capture, capture], FlowConfig()))
+    assert len(recs) == 6  # each capture gets its own table: no flow spans the two files
+    assert sorted(r.flow_id for r in recs) == [1, 2, 3, 4, 5, 6]
+    assert {r.proto for r in recs} == {"TCP", "UDP", "IPv6-ICMP"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CaptureError, match="no capture files"):
+        list(iter_flows([tmp_path / "empty"]))

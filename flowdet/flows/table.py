@@ -234,9 +234,7 @@ class FlowTable:
         """
         if self.clock is not None:
             self._sweep(self.clock)
-        live = np.array(
-            [sl for sl, kb in enumerate(self._slot_key) if kb is not None], dtype=np.int64
-        )
+        live = np.flatnonzero(self._S[:, L.LIVE] == 1)
         self._expire(live, L.R_EOF)
         self.clock = None
         self._frag.clear()
@@ -428,9 +426,7 @@ class FlowTable:
 
     def _evict(self, need: int, in_batch: np.ndarray) -> bool:
         """Evict the `need` longest-idle live flows not touched by this batch, if there are."""
-        live = np.array(
-            [sl for sl, kb in enumerate(self._slot_key) if kb is not None], dtype=np.int64
-        )
+        live = np.flatnonzero(self._S[:, L.LIVE] == 1)
         cand = np.setdiff1d(live, in_batch, assume_unique=False)
         if cand.shape[0] < need:
             return False
