@@ -13,9 +13,13 @@ packet-size variety of real SSH rather than one fixed profile.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import random
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Sequence
@@ -114,6 +118,7 @@ class SshWorld:
         self.authorized = self.dir / "authorized_keys"
         self.authorized.touch()
         self.servers: dict[tuple[str, int], dict[str, object]] = {}
+        self.keys: dict[str, Path] = {}
         for host in lab.hosts:
             self._client_files(host)
 
@@ -128,6 +133,7 @@ class SshWorld:
         kind = weighted(self.rng, [("ed25519", 0.7), ("ecdsa", 0.1), ("rsa", 0.2)])
         key = d / f"id_{kind}"
         _keygen(key, kind)
+        self.keys[host] = key
         with open(self.authorized, "a") as f:
             f.write(Path(f"{key}.pub").read_text())
         (d / "ssh_config").write_text(
@@ -220,9 +226,41 @@ class SshWorld:
             *args,
         ]
 
+    def dbclient(
+        self,
+        host: str,
+        dest: str,
+        port: int,
+        *args: str,
+        options: Sequence[str] = (),
+    ) -> list[str]:
+        """argv of Dropbear's client (as small implants and routers carry) to root@`dest`.
+
+        Its KEXINIT, banner and packet sizes differ from OpenSSH's, so a model cannot equate
+        "tunnel" with one client's fingerprint. Uses the host's client key, converted.
+        """
+        key = self.dir / host / "id_dropbear"
+        if not key.exists():
+            out = subprocess.run(
+                ["dropbearconvert", "openssh", "dropbear", str(self.keys[host]), str(key)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if out.returncode != 0:
+                raise LabError(f"dropbearconvert: {out.stderr.strip()[-200:]}")
+        return ["dbclient", "-y", "-i", str(key), "-p", str(port), *options, f"root@{dest}", *args]
+
     def ssh_command(self, host: str, port: int, crypto: SshCrypto) -> str:
         """The ssh command line for rsync -e and GIT_SSH_COMMAND."""
         return " ".join(["ssh", "-F", str(self.config(host)), "-p", str(port), *crypto.options()])
+
+
+def open_pty(rows: int = 40, cols: int = 132) -> tuple[int, int]:
+    """(master, slave) of a new pty with a window size, as a terminal emulator sets one."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return master, slave
 
 
 def wait(proc: subprocess.Popen[bytes], timeout: float, what: str) -> int:
@@ -251,6 +289,16 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
             proc.wait(5)
 
 
+# (query a program sends its terminal, what xterm answers)
+TERMINAL_ANSWERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"\x1b[6n", b"\x1b[2;1R"),  # cursor position report
+    (b"\x1b[>c", b"\x1b[>41;380;0c"),  # secondary device attributes
+    (b"\x1b[c", b"\x1b[?64;1;2;6;9;15;18;21;22c"),  # primary device attributes
+    (b"\x1b]10;?", b"\x1b]10;rgb:ffff/ffff/ffff\x07"),  # foreground colour
+    (b"\x1b]11;?", b"\x1b]11;rgb:0000/0000/0000\x07"),  # background colour
+)
+
+
 class Terminal:
     """An interactive `ssh -tt` session typed into like a person would.
 
@@ -260,25 +308,40 @@ class Terminal:
     stalls on a full pipe.
     """
 
-    def __init__(self, lab: Lab, proc: subprocess.Popen[bytes], rng: random.Random) -> None:
-        if proc.stdin is None or proc.stdout is None:
-            raise LabError("Terminal needs a process with stdin and stdout pipes")
+    def __init__(
+        self,
+        lab: Lab,
+        proc: subprocess.Popen[bytes],
+        rng: random.Random,
+        pty_master: int | None = None,
+    ) -> None:
+        """Drive `proc` through its stdin/stdout pipes, or through `pty_master` when the
+        client insists on a real terminal (Dropbear's dbclient sets raw mode on stdin)."""
+        if pty_master is None and (proc.stdin is None or proc.stdout is None):
+            raise LabError("Terminal needs a process with stdin and stdout pipes, or a pty")
         self.lab = lab
         self.proc = proc
         self.rng = rng
+        self.pty = pty_master
         self._out = bytearray()
         self._lock = threading.Lock()
+        self._wlock = threading.Lock()
         self._last_output = time.monotonic()
         self.keys = 0
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
-    def _drain(self) -> None:
+    def _read(self) -> bytes:
+        if self.pty is not None:
+            return os.read(self.pty, 4096)
         assert self.proc.stdout is not None
+        return self.proc.stdout.read1(4096)
+
+    def _drain(self) -> None:
         while True:
             try:
-                chunk = self.proc.stdout.read1(4096)
-            except (OSError, ValueError):
+                chunk = self._read()
+            except (OSError, ValueError):  # EIO once the pty's other end is closed
                 return
             if not chunk:
                 return
@@ -286,19 +349,41 @@ class Terminal:
                 self._out += chunk
                 del self._out[:-65536]
                 self._last_output = time.monotonic()
+            self._answer(chunk)
+
+    def _answer(self, chunk: bytes) -> None:
+        """Answer the queries a full-screen program sends its terminal, as xterm would.
+
+        vim asks for the cursor position, the terminal version and colours on start; a
+        terminal that stays silent leaves it waiting and eating keystrokes, and the answers
+        are real client->server traffic of any interactive session.
+        """
+        replies = [reply for query, reply in TERMINAL_ANSWERS if query in chunk]
+        for reply in replies:
+            try:
+                self._send(reply)
+            except (OSError, ValueError, LabError):
+                return
 
     @property
     def output(self) -> str:
         with self._lock:
             return self._out.decode(errors="replace")
 
+    def _send(self, data: bytes) -> None:
+        with self._wlock:
+            if self.pty is not None:
+                os.write(self.pty, data)
+            else:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+
     def _write(self, data: bytes) -> None:
         if self.proc.poll() is not None:
             raise LabError(f"interactive ssh exited early (status {self.proc.returncode})")
-        assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            self._send(data)
         except (BrokenPipeError, OSError) as exc:
             raise LabError(f"interactive ssh closed its input: {exc}") from None
         self.keys += 1
@@ -345,10 +430,18 @@ class Terminal:
         self.settle()
 
     def close(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.type("exit")
-        rc = wait(self.proc, timeout, "interactive ssh session")
+        try:
+            if self.proc.poll() is None:
+                self.type("exit")
+            rc = wait(self.proc, timeout, "interactive ssh session")
+        finally:  # the transcript is the first thing to read when a session misbehaves
+            logs = self.lab.workdir / "logs"
+            if logs.is_dir():
+                (logs / f"terminal-{self.proc.pid}.log").write_text(self.output)
         self._reader.join(2.0)
+        if self.pty is not None:
+            os.close(self.pty)
+            self.pty = None
         return rc
 
 
@@ -409,13 +502,15 @@ def shell_session(
     term.settle(quiet=0.6, timeout=15)
     term.run("cd")
     did_vi = not edit
+    last_vi = False
     for i in range(commands):
         term.think(*pause)
         roll = rng.random()
         if not did_vi and (roll < 0.2 or i == commands - 1):
-            did_vi = True
+            did_vi = last_vi = True
             vi_edit(term, rng, fname, pause)
-        elif roll < 0.3:
+            continue
+        if roll < 0.3 and not last_vi:  # (recalling `vi` would leave the editor open)
             term.press(b"\x1b[A")  # history recall, then run it again
             term.settle(quiet=0.3)
             term.press(b"\r")
@@ -429,6 +524,7 @@ def shell_session(
             term.settle()
         else:
             term.run(rng.choice(COMMANDS).format(f=fname))
+        last_vi = False
 
 
 def vi_edit(term: Terminal, rng: random.Random, fname: str, pause: tuple[float, float]) -> None:

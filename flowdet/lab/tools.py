@@ -30,6 +30,8 @@ PACKAGES: dict[str, str] = {
     "tshark": "tshark",
     "rsync": "rsync",
     "git": "git",
+    "dbclient": "dropbear-bin",
+    "dropbearconvert": "dropbear-bin",
     "curl": "curl",
     "openssl": "openssl",
 }
@@ -112,6 +114,7 @@ def versions() -> dict[str, str]:
         "git": ["git", "--version"],
         "curl": ["curl", "--version"],
         "openssl": ["openssl", "version"],
+        "dropbear": ["dbclient", "-V"],
     }
     for name, argv in probes.items():
         path = which(argv[0])

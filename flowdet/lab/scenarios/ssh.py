@@ -14,6 +14,7 @@ tunnel (outside's loopback, sandbox's loopback) never cross it.
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowdet.errors import LabError
+from flowdet.lab import tools
 from flowdet.lab.scenario import Expect, Lab, Scenario
 from flowdet.lab.sshkit import (
     SshCrypto,
@@ -28,6 +30,7 @@ from flowdet.lab.sshkit import (
     Terminal,
     check,
     choose_port,
+    open_pty,
     shell_session,
     stop,
     wait,
@@ -89,10 +92,20 @@ def _interactive(
     crypto: SshCrypto,
     rng: random.Random,
     options: Sequence[str] = (),
+    dropbear: bool = False,
 ) -> Terminal:
+    if dropbear:  # dbclient wants a real terminal on stdin
+        argv = world.dbclient(host, dest, port, options=["-t", *_dropbear_keepalive(options)])
+        master, slave = open_pty()
+        try:
+            proc = lab.spawn(host, argv, stdin=slave, stdout=slave, stderr=slave)
+        finally:
+            os.close(slave)
+        return Terminal(lab, proc, rng, pty_master=master)
+    argv = world.ssh(host, dest, port, crypto, options=["-tt", *options])
     proc = lab.spawn(
         host,
-        world.ssh(host, dest, port, crypto, options=["-tt", *options]),
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -137,16 +150,33 @@ def _fetch(lab: Lab, host: str, url: str, pace: Pace, socks: str | None = None) 
 
 
 def _tunnel(lab: Lab, world: SshWorld, crypto: SshCrypto, port: int, forward: list[str],
-            extra: list[str]) -> subprocess.Popen[bytes]:  # fmt: skip
-    """`ssh -N` from the sandbox to outside, holding the given forwards open."""
-    argv = world.ssh(
-        "sandbox",
-        lab.ip("outside"),
-        port,
-        crypto,
-        options=["-N", "-o", "ExitOnForwardFailure=yes", *forward, *extra],
-    )
+            extra: list[str], dropbear: bool = False) -> subprocess.Popen[bytes]:  # fmt: skip
+    """`ssh -N` (or Dropbear's `dbclient -N`) from the sandbox to outside, holding forwards."""
+    if dropbear:
+        argv = world.dbclient("sandbox", lab.ip("outside"), port,
+                              options=["-N", *forward, *_dropbear_keepalive(extra)])  # fmt: skip
+    else:
+        options = ["-N", "-o", "ExitOnForwardFailure=yes", *forward, *extra]
+        argv = world.ssh("sandbox", lab.ip("outside"), port, crypto, options=options)
     return lab.spawn("sandbox", argv)
+
+
+def _dropbear(rng: random.Random, share: float = 0.25) -> bool:
+    """Whether this run's client is Dropbear's; the roll is made even where it is missing so
+    a seed means the same traffic on every machine that has it."""
+    roll = rng.random()
+    return (
+        roll < share
+        and tools.which("dbclient") is not None
+        and (tools.which("dropbearconvert") is not None)
+    )
+
+
+def _dropbear_keepalive(ssh_options: Sequence[str]) -> list[str]:
+    for opt in ssh_options:
+        if opt.startswith("ServerAliveInterval="):
+            return ["-K", opt.split("=", 1)[1]]
+    return []
 
 
 def _common(lab: Lab, rng: random.Random, **facts: object) -> tuple[SshWorld, SshCrypto, int]:
@@ -175,13 +205,14 @@ def reverse_login(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     forward = ["-R", f"127.0.0.1:{fwd}:127.0.0.1:22"]
     # mostly `-N`; sometimes the tunnel rides on a shell the sandbox user works in first
     outer_shell = rng.random() < 0.3
+    dropbear = _dropbear(rng) and not outer_shell
     outer: Terminal | None = None
     if outer_shell:
         outer = _interactive(lab, world, "sandbox", lab.ip("outside"), port, crypto, rng,
                              options=[*forward, *keepalive])  # fmt: skip
         shell_session(outer, rng, 1, pace.pause, world.home("outside"), edit=False)
     else:
-        tunnel = _tunnel(lab, world, crypto, port, forward, keepalive)
+        tunnel = _tunnel(lab, world, crypto, port, forward, keepalive, dropbear)
     lab.wait_port("outside", fwd, timeout=pace.timeout)
     lab.sleep(rng.uniform(*pace.gap))
     inner = SshCrypto.choose(rng)
@@ -196,7 +227,7 @@ def reverse_login(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     else:
         stop(tunnel)
     lab.note(forward_port=fwd, inner_crypto=inner.to_json(), keys_typed=term.keys,
-             keepalive=keepalive[1:2], outer_shell=outer_shell)  # fmt: skip
+             keepalive=keepalive[1:2], outer_shell=outer_shell, dropbear=dropbear)  # fmt: skip
     return _ssh_tunnel(port)
 
 
@@ -209,9 +240,9 @@ def reverse_web(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     _web_server(lab, "sandbox", "127.0.0.1", web_port, root)
     fwd = rng.choice([8080, 8000, 9090, 18080, 8443, 4443])
     keepalive = _keepalive(rng, pace)
-    tunnel = _tunnel(
-        lab, world, crypto, port, ["-R", f"127.0.0.1:{fwd}:127.0.0.1:{web_port}"], keepalive
-    )
+    dropbear = _dropbear(rng)
+    forward = ["-R", f"127.0.0.1:{fwd}:127.0.0.1:{web_port}"]
+    tunnel = _tunnel(lab, world, crypto, port, forward, keepalive, dropbear)
     lab.wait_port("outside", fwd, timeout=pace.timeout)
     fetches = rng.randint(*pace.repeats) + 1
     for _ in range(fetches):
@@ -219,7 +250,7 @@ def reverse_web(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         _fetch(lab, "outside", f"http://127.0.0.1:{fwd}/{rng.choice(names)}", pace)
     lab.sleep(rng.uniform(*pace.gap))
     stop(tunnel)
-    lab.note(forward_port=fwd, fetches=fetches)
+    lab.note(forward_port=fwd, fetches=fetches, dropbear=dropbear)
     return _ssh_tunnel(port)
 
 
@@ -260,14 +291,9 @@ def local_forward(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     _web_server(lab, "outside2", lab.ip("outside2"), web_port, root)
     lport = rng.choice([8080, 8081, 9000, 5432, 3306, 13389])
     keepalive = _keepalive(rng, pace)
-    tunnel = _tunnel(
-        lab,
-        world,
-        crypto,
-        port,
-        ["-L", f"127.0.0.1:{lport}:{lab.ip('outside2')}:{web_port}"],
-        keepalive,
-    )
+    dropbear = _dropbear(rng)
+    forward = ["-L", f"127.0.0.1:{lport}:{lab.ip('outside2')}:{web_port}"]
+    tunnel = _tunnel(lab, world, crypto, port, forward, keepalive, dropbear)
     lab.wait_port("sandbox", lport, timeout=pace.timeout)
     fetches = rng.randint(*pace.repeats) + 1
     for _ in range(fetches):
@@ -275,7 +301,7 @@ def local_forward(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         _fetch(lab, "sandbox", f"http://127.0.0.1:{lport}/{rng.choice(names)}", pace)
     lab.sleep(rng.uniform(*pace.gap))
     stop(tunnel)
-    lab.note(local_port=lport, fetches=fetches)
+    lab.note(local_port=lport, fetches=fetches, dropbear=dropbear)
     return _ssh_tunnel(port)
 
 
@@ -363,13 +389,15 @@ def interactive(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     pace = _pace(profile)
     world, crypto, port = _common(lab, rng)
     keepalive = _keepalive(rng, pace)
-    term = _interactive(lab, world, "sandbox", lab.ip("outside"), port, crypto, rng)
+    dropbear = _dropbear(rng)
+    term = _interactive(lab, world, "sandbox", lab.ip("outside"), port, crypto, rng,
+                        options=keepalive, dropbear=dropbear)  # fmt: skip
     lo, hi = pace.commands
     shell_session(term, rng, rng.randint(lo + 1, hi + 2), pace.pause, world.home("outside"),
                   edit=profile != "quick" or rng.random() < 0.5)  # fmt: skip
     if term.close(pace.timeout) != 0:
         raise LabError("the interactive session ended with an error")
-    lab.note(keys_typed=term.keys, keepalive=keepalive[1:2])
+    lab.note(keys_typed=term.keys, keepalive=keepalive[1:2], dropbear=dropbear)
     return [Expect("sandbox", "outside", port, "tcp", "benign")]
 
 
@@ -414,15 +442,20 @@ def remote_commands(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         "sha256sum $HOME/app.log",
     ]
     runs = rng.randint(*pace.repeats) + 2
+    dropbear = _dropbear(rng)
     used_second = False
     for i in range(runs):
         second = i % 3 == 2
         used_second |= second
         host, p = ("outside2", port2) if second else ("outside", port)
-        argv = world.ssh("sandbox", lab.ip(host), p, crypto, rng.choice(commands))
+        cmd = rng.choice(commands)
+        if dropbear:
+            argv = world.dbclient("sandbox", lab.ip(host), p, cmd)
+        else:
+            argv = world.ssh("sandbox", lab.ip(host), p, crypto, cmd)
         check(lab.spawn("sandbox", argv), pace.timeout, "remote command")
         lab.sleep(rng.uniform(*pace.gap))
-    lab.note(runs=runs, ssh_port2=port2)
+    lab.note(runs=runs, ssh_port2=port2, dropbear=dropbear)
     expects = [Expect("sandbox", "outside", port, "tcp", "benign")]
     if used_second:
         expects.append(Expect("sandbox", "outside2", port2, "tcp", "benign"))
