@@ -358,10 +358,11 @@ def describe_second_handshake(rec: FlowRecord, sig: SignatureResult | None) -> s
     for i, d, n in big:
         for _j, d2, n2 in big:
             if _j > i and d2 != d and _j - i <= 4:
-                first = "server" if d == 1 else "client"
+                first, second = ("server", "client") if d == 1 else ("client", "server")
                 return (
-                    f"second SSH handshake inside the session: {n} B then {n2} B, "
-                    f"{first} side first (payload packets {i + 9} and {_j + 9})"
+                    f"large packets after the key exchange: {n} B from the {first}, then "
+                    f"{n2} B from the {second} (payload packets {i + 9} and {_j + 9}), as a "
+                    f"second SSH handshake inside the session would send, {first} side first"
                 )
     return None
 
