@@ -36,7 +36,7 @@ class _Progress:
         self.last = 0.0
         self.shown = False
 
-    def update(self, name: str, done: int, total: int | None, packets: int) -> None:
+    def update(self, name: str, done: int, total: int | None, packets: int, which: str) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -44,7 +44,7 @@ class _Progress:
             return
         self.last = now
         pct = f"{100 * done / total:5.1f}% " if total else ""
-        line = f"{os.path.basename(name)}: {pct}{done / 1e6:,.1f} MB, {packets:,} packets"
+        line = f"{which}{os.path.basename(name)}: {pct}{done / 1e6:,.1f} MB, {packets:,} packets"
         if self.tty:
             sys.stderr.write("\r\x1b[K" + line)
             self.shown = True
@@ -202,7 +202,8 @@ def _run(sources: list[str], config: FlowConfig, fmt: str, out: TextIO, bar: _Pr
     skipped = dict.fromkeys([k for k, _ in SKIP_LABELS], 0)
     warnings: list[str] = []
     flows = 0
-    for src in sources:
+    for n, src in enumerate(sources, 1):
+        which = f"[{n}/{len(sources)}] " if len(sources) > 1 else ""
         try:
             reader = open_capture(src)
         except CaptureError as exc:
@@ -222,7 +223,7 @@ def _run(sources: list[str], config: FlowConfig, fmt: str, out: TextIO, bar: _Pr
             for batch in reader:
                 flows += sink.write(table.update(batch))
                 st = reader.stats
-                bar.update(src, st.stream_bytes, size, st.records)
+                bar.update(src, st.stream_bytes, size, st.records, which)
             flows += sink.write(table.flush())
             st = reader.stats
         totals["records"] += st.records
