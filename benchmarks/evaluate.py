@@ -43,8 +43,14 @@ from flowdet.training import class_metrics, train  # noqa: E402
 SHARED = REPO.parent / "shared"
 MINING_REAL = SHARED / "corpus" / "mining-real"
 ZEEK = SHARED / "corpus" / "zeek-traces"
-DEFAULT_TRAIN = [Path("/work/data/lab-standard"), MINING_REAL]
-DEFAULT_HELDOUT = [Path("/work/data/lab-heldout")]
+# What the default model is trained on (flowdet/models/README.md), for the retraining checks.
+DEFAULT_TRAIN = [
+    Path("/work/data/lab-standard"),
+    Path("/work/data/lab-ssh3"),
+    Path("/work/data/lab-extra"),
+    MINING_REAL,
+]
+DEFAULT_HELDOUT = [Path("/work/data/lab-heldout"), Path("/work/data/lab-heldout-extra")]
 DENSE = FlowConfig(
     checkpoint_packets=tuple(range(1, 65)), checkpoint_seconds=DEFAULT_CHECKPOINT_SECONDS
 )
@@ -294,6 +300,11 @@ def main() -> None:
         help="also measure out-of-fold false alarms for a model trained with zeek-traces",
     )
     ap.add_argument("--skip", nargs="*", default=[], choices=["mining", "zeek", "lab"])
+    ap.add_argument(
+        "--no-zeek-training",
+        action="store_true",
+        help="leave-one-capture-out models train without zeek-traces as benign",
+    )
     ap.add_argument("--json", type=Path, help="write all numbers as JSON")
     args = ap.parse_args()
     det = Detector.load(args.model)
@@ -301,16 +312,17 @@ def main() -> None:
     log(f"thresholds: {det.thresholds}")
     res: dict[str, Any] = {"model": args.model or "default", "thresholds": det.thresholds}
     full = None
+    zeek = zeek_dataset() if ("zeek" not in args.skip or args.loco) else None
     if args.loco or args.zeek_cv:
         log(f"building the training set {[str(p) for p in args.train]} ...")
-        full = build_dataset([str(p) for p in args.train], progress=quiet)
+        full = build_dataset([str(p) for p in args.train if p.exists()], progress=quiet)
     if "mining" not in args.skip:
         dense = build_dataset([str(MINING_REAL)], config=DENSE, progress=quiet, what="mining")
         res["mining_real"] = mining_section(det, dense, "real mining: corpus/mining-real")
-        if args.loco and full is not None:
-            res["mining_real_loco"] = loco_section(full, dense, args.seed)
-    if "zeek" not in args.skip:
-        zeek = zeek_dataset()
+        if args.loco and full is not None and zeek is not None:
+            with_zeek = concat([full, zeek]) if not args.no_zeek_training else full
+            res["mining_real_loco"] = loco_section(with_zeek, dense, args.seed)
+    if "zeek" not in args.skip and zeek is not None:
         res["zeek"] = zeek_section(det, zeek)
         if args.zeek_cv and full is not None:
             res["zeek_cv"] = zeek_cv_section(full, zeek, args.zeek_cv, args.seed)

@@ -132,8 +132,12 @@ def build_dataset(
     config: FlowConfig | None = None,
     progress: Progress | None = stderr_progress,
     what: str = "train",
+    benign: Iterable[str] = (),
 ) -> Dataset:
     """Read captures (files or folders), label their flows, featurize every record.
+
+    `benign` captures (files or folders) have every flow labelled benign (real traffic known
+    to hold no mining and no tunnel, e.g. ../shared/corpus/zeek-traces).
 
     Flows without a label are skipped and counted (or labelled benign when asked); label rows
     that match no flow are counted and reported as a warning; unreadable captures are
@@ -142,6 +146,8 @@ def build_dataset(
     config = config or FlowConfig().with_default_checkpoints()
     captures = expand_sources(list(data))
     sources = resolve_labels(captures, labels)
+    benign_caps = expand_sources(list(benign)) if benign else []
+    sources += [CaptureLabels(c, folder_label=BENIGN) for c in benign_caps]
     if labels:
         named = sources[0].file.pcaps if sources and sources[0].file else set()
         if not named & {s.name for s in sources}:

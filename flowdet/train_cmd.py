@@ -81,6 +81,13 @@ Example:
     "--unlabelled-benign", is_flag=True, help="treat flows missing from the labels as benign"
 )
 @click.option(
+    "--benign",
+    "benign",
+    multiple=True,
+    type=click.Path(),
+    help="captures or folders whose every flow is benign (repeatable)",
+)
+@click.option(
     "--threshold",
     "thresholds",
     multiple=True,
@@ -95,6 +102,7 @@ def train_command(
     folds: int,
     report_path: str | None,
     unlabelled_benign: bool,
+    benign: tuple[str, ...],
     thresholds: tuple[str, ...],
 ) -> None:
     from flowdet.dataset import build_dataset
@@ -103,7 +111,7 @@ def train_command(
     th = _parse_thresholds(thresholds)
     if not output.endswith(".joblib"):
         raise FlowdetError(f"model file {output!r} must end in .joblib")
-    ds = build_dataset(data, labels, unlabelled_benign, progress=_log)
+    ds = build_dataset(data, labels, unlabelled_benign, progress=_log, benign=benign)
     _log(
         f"train: {ds.summary['flows']} labelled flows "
         f"({', '.join(f'{k} {v}' for k, v in ds.summary['flows_per_label'].items())}), "
