@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := tshark openssh-server openssh-client tcpdump iproute2 rsync openssl ethtool iputils-ping curl git nginx-light
+APT_PKGS := tshark openssh-server openssh-client tcpdump iproute2 rsync openssl ethtool iputils-ping curl git dropbear-bin nginx-light
 
 .PHONY: demo test lint system venv clean bench
 

@@ -152,7 +152,8 @@ def test_ssh_flows_carry_openssh_banners_and_key_exchange(quick_run: Path) -> No
             key = (f"{r['client_ip']}:{r['client_port']}", f"{r['server_ip']}:{r['server_port']}")
             f = flows.get(key)
             assert f is not None, f"{pcap}: tshark sees no SSH in {key}"
-            assert str(f["c_banner"]).startswith("SSH-2.0-OpenSSH_"), (pcap, f)
+            # the client is OpenSSH, or Dropbear's dbclient in some runs
+            assert str(f["c_banner"]).startswith(("SSH-2.0-OpenSSH_", "SSH-2.0-dropbear")), f
             assert str(f["s_banner"]).startswith("SSH-2.0-OpenSSH_"), (pcap, f)
             # KEXINIT and NEWKEYS both ways; ECDH/hybrid or DH init from the client, reply back
             assert {20, 21, 30} <= f["c_codes"], (pcap, key, f)  # type: ignore[operator]
@@ -528,3 +529,28 @@ def test_missing_scenario_program_names_its_package(root: None, tmp_path: Path) 
     (res,) = report.results
     assert res.status == "failed"
     assert "no-such-lab-program (Debian package" in (res.error or "")
+
+
+def test_dropbear_clients_make_real_dropbear_sessions(
+    root: None, tshark: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Dropbear forced, tunnels and sessions still work and the wire says dropbear."""
+    if shutil.which("dbclient") is None:
+        pytest.skip("dbclient is not installed (Debian package dropbear-bin)")
+    from flowdet.lab import runner, scenarios
+    from flowdet.lab.scenarios import ssh
+
+    monkeypatch.setattr(ssh, "_dropbear", lambda rng, share=0.25: True)
+    chosen = scenarios.select("quick", ["ssh-reverse-web", "ssh-interactive"])
+    out = tmp_path / "lab"
+    report = runner.Runner(out, chosen, jobs=2).run()
+    assert [(r.name, r.status, r.notes.get("dropbear")) for r in report.results] == [
+        ("ssh-reverse-web", "ok", True),
+        ("ssh-interactive", "ok", True),
+    ]
+    for r in lab_helpers.labels_of(out):
+        flows = _ssh_flows(out, r["pcap"], {int(r["server_port"])})
+        f = flows[(f"{r['client_ip']}:{r['client_port']}", f"{r['server_ip']}:{r['server_port']}")]
+        assert str(f["c_banner"]).startswith("SSH-2.0-dropbear_"), f
+        assert str(f["s_banner"]).startswith("SSH-2.0-OpenSSH_"), f
+        assert {20, 21, 30} <= f["c_codes"] and {20, 21, 31} <= f["s_codes"]  # type: ignore[operator]
