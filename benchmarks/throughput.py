@@ -191,6 +191,8 @@ def main() -> None:
             f"{rss:8.0f}  {'yes' if ok else 'FAILED'}"
         )
     for mine in ("flowdet flows (csv)", "flowdet flows (jsonl)"):
+        if args.no_peers:
+            break
         ours = rates[mine]
         print(f"\n{mine} packets/s over each peer's (wall, cpu):")
         for name, (w, c) in rates.items():
