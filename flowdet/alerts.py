@@ -283,6 +283,10 @@ def _ep(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def render_verdict(v: Verdict, n: int | None = None) -> str:
     r = v.record
     head = f"[{n}] " if n is not None else ""
@@ -303,7 +307,8 @@ def render_verdict(v: Verdict, n: int | None = None) -> str:
         )
         lines.append(
             f"    verdict first reached {when}: after {v.first_pkts:,} packets "
-            f"({v.first_client_payload_pkts} client payload packets), {_iso(v.first_ns)}"
+            f"({_plural(v.first_client_payload_pkts or 0, 'client payload packet')}), "
+            f"{_iso(v.first_ns)}"
         )
     probs = ", ".join(f"{c} {p:.2f}" for c, p in v.proba.items())
     lines.append(f"    probabilities: {probs}")

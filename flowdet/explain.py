@@ -346,6 +346,9 @@ def render_explain(v: Verdict, view: WiresharkView | None, others: int = 0) -> s
     else:
         lines.append("flowdet verdict:")
         lines.append(render_verdict(v).rstrip("\n"))
+    if v.drivers:
+        lines.append(f"model drivers ({v.drivers_method}, strongest first):")
+        lines += [f"    {name} = {value:.4g}  (+{w:.3g})" for name, value, w in v.drivers]
     if others:
         lines.append(f"    ({others} more record(s) of this flow id/community id not shown)")
     sig = v.signature

@@ -9,6 +9,7 @@ cannot be used, a bad option).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -64,12 +65,42 @@ class CaptureResult:
     error: str | None = None
 
 
+class Progress:
+    """One status line on stderr while a capture is scored: redrawn in place on a terminal,
+    a plain line every 5 s otherwise; never on stdout, cleared before the summary."""
+
+    def __init__(self, enabled: bool, tty: bool) -> None:
+        self.enabled, self.tty = enabled, tty
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, name: str, done: int, total: int | None, packets: int, alerts: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        pct = f"{100 * done / total:5.1f}% " if total else ""
+        line = f"{os.path.basename(name)}: {pct}{packets:,} packets, {alerts:,} alerts"
+        sys.stderr.write(("\r\x1b[K" + line) if self.tty else (line + "\n"))
+        sys.stderr.flush()
+        self.shown = self.tty
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
 def score_capture(
     source: str,
     detector: Any,
     opts: ScoreOptions,
     featurize: Featurizer | None = None,
     on_verdicts: Callable[[list[Verdict]], None] | None = None,
+    progress: Progress | None = None,
 ) -> CaptureResult:
     """Score one capture. Verdicts go to `on_verdicts` as they come (streaming) or, without
     it, into the result. Alerts are kept for --alert-pcap either way."""
@@ -101,11 +132,21 @@ def score_capture(
         else:
             res.verdicts.extend(vs)
 
+    size = None
+    if progress is not None and source != "-" and not source.endswith(".gz"):
+        with contextlib.suppress(OSError):
+            size = os.path.getsize(source)
     with reader:
         for batch in reader:
             emit(pipe.feed(batch))
+            if progress is not None:
+                st = reader.stats
+                n_alerts = sum(pipe.stats.alerts.values())
+                progress.update(source, st.stream_bytes, size, st.records, n_alerts)
         emit(pipe.flush())
         st = reader.stats
+    if progress is not None:
+        progress.clear()
     res.stats = pipe.stats
     res.packets = st.records
     res.decoded = st.status.get("OK", 0) + st.status.get("FRAGMENT", 0)
@@ -138,6 +179,7 @@ def run_score(
     featurize: Featurizer | None = None,
     threshold_specs: Sequence[str] = (),
     err: TextIO | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Score captures and write alerts; return the exit code (0 clean, 1 alerts, 2 error)."""
     err = err or sys.stderr
@@ -158,7 +200,10 @@ def run_score(
                 results.append(res)
     else:
         for s in sources:
-            results.append(score_capture(s, detector, opts, featurize, on_verdicts=sink.write))
+            res = score_capture(
+                s, detector, opts, featurize, on_verdicts=sink.write, progress=progress
+            )
+            results.append(res)
     sink.close()
     return _summary(results, opts, err)
 
@@ -261,6 +306,11 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
     show_default=True,
     help="Score this many captures in parallel processes.",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress line on stderr [default: only when stderr is a terminal; not with --jobs].",
+)
 @click.option("--fields", "show_fields", is_flag=True, help="Print the alert fields and exit.")
 def score_command(
     captures: tuple[str, ...],
@@ -271,6 +321,7 @@ def score_command(
     thresholds: tuple[str, ...],
     alert_pcap: str | None,
     jobs: int,
+    progress: bool | None,
     show_fields: bool,
 ) -> int:
     """Score packet captures with the detector and report mining and SSH-tunnel flows.
@@ -300,7 +351,11 @@ def score_command(
     opts = ScoreOptions(all_flows=all_flows, alert_pcap=alert_pcap)
     out: TextIO = sys.stdout if output == "-" else open(output, "w", newline="")  # noqa: SIM115
     try:
-        return run_score(sources, model, opts, fmt, out, jobs=jobs, threshold_specs=thresholds)
+        tty = sys.stderr.isatty()
+        bar = Progress(tty if progress is None else progress, tty)
+        return run_score(
+            sources, model, opts, fmt, out, jobs=jobs, threshold_specs=thresholds, progress=bar
+        )
     finally:
         if out is not sys.stdout:
             out.close()
