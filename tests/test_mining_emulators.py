@@ -250,7 +250,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             started[name] = Run(name, dialect, relay, miner, pool, pool_log, miner_log,
                                 socks, socks_log, miner_args=args)  # fmt: skip
         for run in started.values():
-            out, err = run.miner.communicate(timeout=60)
+            out, err = run.miner.communicate(timeout=120)
             assert run.miner.returncode == 0, f"{run.name} miner failed: {err[-800:]}"
             run.summary = json.loads(out.strip().splitlines()[-1])
         time.sleep(0.2)  # the relays' last bytes
@@ -815,14 +815,15 @@ def test_socks_proxy_refuses_outside_targets_and_names() -> None:
 
 
 class LoopbackLab:
-    """The `Lab` protocol on loopback, no root: each lab host is its own 127.0.<n>.x address
-    (so fixed pool ports of parallel scenarios never collide), processes stopped by PID."""
+    """The `Lab` protocol on loopback, no root: each lab host is its own 127.a.b.x address,
+    a and b random, so the fixed pool ports of parallel scenarios (or of another test run at
+    the same time) never collide; processes stopped by PID."""
 
     hosts = ("sandbox", "outside", "outside2")
 
     def __init__(self, workdir: Path, net: int) -> None:
         self._workdir = workdir
-        self.addr = {h: f"127.0.{net}.{i + 1}" for i, h in enumerate(self.hosts)}
+        self.addr = {h: f"127.{net >> 8}.{net & 0xFF}.{i + 1}" for i, h in enumerate(self.hosts)}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.notes: dict[str, Any] = {}
 
@@ -898,9 +899,10 @@ def test_every_scenario_runs_on_loopback(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(mining.PACE, "quick", mining.Pace(0.01, (150.0, 200.0), (40.0, 60.0)))
     todo = [s for s in mining.SCENARIOS if s.name != "mining-over-ssh"]
     labs = []
+    nets = random.SystemRandom().sample(range(0x100, 0xFF00), len(todo))
     for i, _ in enumerate(todo):
         (tmp_path / str(i)).mkdir()
-        labs.append(LoopbackLab(tmp_path / str(i), 40 + i))
+        labs.append(LoopbackLab(tmp_path / str(i), nets[i]))
     try:
         with ThreadPoolExecutor(len(todo)) as pool:
             results = list(

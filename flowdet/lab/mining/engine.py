@@ -374,17 +374,12 @@ async def run_miner(
     shares = ShareClock(random.Random(rng.getrandbits(64)), cfg.hashrate, unit)
     end = cfg.duration
     while cfg.clock.now() < end:
-        left = end - cfg.clock.now()
-        if cfg.reconnect_mean:
-            left = min(left, rng.expovariate(1.0 / cfg.reconnect_mean))
+        lifetime = rng.expovariate(1.0 / cfg.reconnect_mean) if cfg.reconnect_mean else end
         tally.connections += 1
         shares.difficulty = 0.0
+        task = asyncio.create_task(connect_once(cfg, rng, shares, tally, tally.connections))
         try:
-            await asyncio.wait_for(
-                connect_once(cfg, rng, shares, tally, tally.connections), cfg.clock.real(left)
-            )
-        except TimeoutError:
-            pass
+            await _supervise(task, cfg, tally, end, lifetime)
         except (
             OSError,
             ssl.SSLError,
@@ -402,6 +397,27 @@ async def run_miner(
         if cfg.clock.now() < end:
             await cfg.clock.sleep(min(end - cfg.clock.now(), cfg.reconnect_delay))
     return tally
+
+
+async def _supervise(
+    task: asyncio.Task[Any], cfg: MinerConfig, tally: Tally, end: float, lifetime: float
+) -> None:
+    """Let one connection run until the session's end or its own lifetime is up, then close
+    it. The lifetime counts from the first job: a slow login is not a reconnect."""
+    try:
+        jobs = tally.jobs
+        while not task.done() and tally.jobs == jobs and cfg.clock.now() < end:
+            await asyncio.sleep(0.01)
+        budget = min(end - cfg.clock.now(), lifetime)
+        await asyncio.wait({task}, timeout=cfg.clock.real(budget))
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()  # the connection's own error, if it had one
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def json_connector(

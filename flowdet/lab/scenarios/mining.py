@@ -35,6 +35,8 @@ from flowdet.lab.mining.dialects import DIALECTS, Dialect
 from flowdet.lab.mining.monero import monero_address
 from flowdet.lab.scenario import Expect, Lab, Scenario
 
+# Seconds a Python emulator may take to start on a loaded 2-core machine (imports, binding).
+STARTUP_S = 30.0
 QUICK = frozenset({"quick", "standard", "full"})
 STANDARD = frozenset({"standard", "full"})
 FULL = frozenset({"full"})
@@ -129,7 +131,7 @@ class Session:
         if tls:
             argv.append("--tls")
         self.lab.spawn(host, argv)
-        self.lab.wait_port(host, port)
+        self.lab.wait_port(host, port, timeout=STARTUP_S)
 
     def miner(
         self,
@@ -167,7 +169,7 @@ class Session:
             proc = self.lab.spawn("sandbox", argv, stdout=out, stderr=err)
         real = self.duration * self.pace.time_scale
         try:
-            _wait(self.lab, proc, real + 30.0, f"{self.d.name} miner")
+            _wait(self.lab, proc, real * 1.5 + STARTUP_S + 30.0, f"{self.d.name} miner")
         except LabError as exc:
             tail = err_path.read_text(errors="replace").strip().splitlines()[-1:]
             raise LabError(f"{exc}: {tail[0] if tail else 'no stderr'}") from None
@@ -254,7 +256,7 @@ def socks_proxy(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         [sys.executable, "-m", "flowdet.lab.mining.socks5", "--bind", lab.ip("outside"),
          "--port", str(proxy_port), "--log", str(lab.workdir / f"{s.tag}-socks.jsonl")],
     )  # fmt: skip
-    lab.wait_port("outside", proxy_port)
+    lab.wait_port("outside", proxy_port, timeout=STARTUP_S)
     s.miner(f"{lab.ip('outside2')}:{port}", tls=tls, socks=f"{lab.ip('outside')}:{proxy_port}")
     lab.note(proxy_port=proxy_port, pool_port=port, tls=tls)
     return _mining("outside", proxy_port)
