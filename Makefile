@@ -29,8 +29,8 @@ demo: system venv
 	$(BIN)/flowdet flows pcaps/ --format jsonl | head -n 5
 
 lint: venv
-	$(BIN)/ruff check flowdet tests benchmarks
-	$(BIN)/ruff format --check flowdet tests benchmarks
+	$(BIN)/ruff check flowdet tests benchmarks scripts
+	$(BIN)/ruff format --check flowdet tests benchmarks scripts
 
 test: system venv lint
 	$(BIN)/pytest -q
