@@ -211,3 +211,21 @@ def test_weights_balance_flows_groups_and_classes() -> None:
     assert per_flow[same[0]] == pytest.approx(per_flow[0] / np.sqrt(4), rel=1e-9)
     totals = [w[ds.y == c].sum() for c in CLASSES]
     assert np.allclose(totals, totals[0])
+
+
+def test_short_tunnel_prefixes_are_not_fitted() -> None:
+    from flowdet.training import TUNNEL_MIN_PKTS, fit_rows, fit_weights
+
+    ds = _synthetic_dataset()
+    n = len(ds)
+    ds.final = np.arange(n) % 3 == 0
+    pk = np.where(np.arange(n) % 2 == 0, 8, TUNNEL_MIN_PKTS)  # handshake-only vs longer
+    ds.X[:, FEATURE_NAMES.index("log_pkts_toserver")] = np.log1p(pk / 2)
+    ds.X[:, FEATURE_NAMES.index("log_pkts_toclient")] = np.log1p(pk / 2)
+    rows = fit_rows(ds)
+    short_tunnel_ckpt = (ds.y == "ssh-tunnel") & ~ds.final & (pk < TUNNEL_MIN_PKTS)
+    assert short_tunnel_ckpt.any()
+    assert not rows[short_tunnel_ckpt].any()
+    assert rows[~short_tunnel_ckpt].all()
+    w = fit_weights(ds, rows)
+    assert (w[~rows] == 0).all() and (w[rows] > 0).all()
