@@ -69,12 +69,7 @@ def find_flow(
         return v.record.community_id == community_id
 
     if detector is not None:
-        from flowdet.score import ScoreOptions, score_capture
-
-        res = score_capture(capture, detector, ScoreOptions(all_flows=True), featurize)
-        if res.error:
-            raise FlowdetError(res.error)
-        return [v for v in res.verdicts if wanted(v)]
+        return _score_one_flow(capture, detector, community_id, flow_id, featurize)
     from flowdet.flows import FlowConfig, iter_flow_blocks
     from flowdet.flows import layout as L
 
@@ -98,6 +93,45 @@ def find_flow(
 
                 v.signature = inspect(rec.payload_toserver, rec.payload_toclient)
                 out.append(v)
+    return out
+
+
+def _score_one_flow(
+    capture: str,
+    detector: Any,
+    community_id: str | None,
+    flow_id: int | None,
+    featurize: Featurizer | None,
+) -> list[Verdict]:
+    """Run the scoring pipeline over the capture but hand it only the wanted flow's records
+    (checkpoints included), so a big capture costs a flows pass, not a scoring pass."""
+    import numpy as np
+
+    from flowdet.capture import open_capture
+    from flowdet.flows import layout as L
+    from flowdet.pipeline import ScoringPipeline
+
+    pipe = ScoringPipeline(detector, featurize=featurize, all_flows=True)
+    pipe.source = os.path.basename(capture)
+    ids: set[int] = set()  # flow ids already known to carry the community id
+
+    def only_wanted(blk):
+        fid = blk.s[:, L.FLOW_ID]
+        if flow_id is not None:
+            return blk.take(np.flatnonzero(fid == flow_id))
+        new = np.flatnonzero(~np.isin(fid, list(ids))) if ids else np.arange(len(blk))
+        if len(new):
+            cids = blk.take(new).columns(["community_id"])["community_id"]
+            ids.update(
+                int(fid[i]) for i, c in zip(new.tolist(), cids, strict=True) if c == community_id
+            )
+        return blk.take(np.flatnonzero(np.isin(fid, list(ids)))) if ids else blk.take(new[:0])
+
+    out: list[Verdict] = []
+    with open_capture(capture) as reader:
+        for batch in reader:
+            out.extend(pipe.consume(only_wanted(pipe.table.update(batch))))
+        out.extend(pipe.consume(only_wanted(pipe.table.flush())))
     return out
 
 
