@@ -306,6 +306,8 @@ def test_interrupted_run_leaves_nothing(root: None, tmp_path: Path, sig: signal.
         stderr=subprocess.PIPE,
         cwd=REPO,
         start_new_session=True,
+        # a shell's background job starts with SIGINT ignored, and so would the lab
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     in_lab: set[int] = set()
     daemons: set[int] = set()

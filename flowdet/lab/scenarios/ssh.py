@@ -254,6 +254,30 @@ def reverse_web(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     return _ssh_tunnel(port)
 
 
+def reverse_socks(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """`-R PORT` with no target: a reverse SOCKS proxy (OpenSSH >= 7.6), through which the
+    outside reaches services that only the sandbox can reach: pivoting into the inside."""
+    pace = _pace(profile)
+    world, crypto, port = _common(lab, rng)
+    targets = []
+    for web_port in rng.sample([80, 3000, 8000, 8080, 9200], 2):  # "internal" services
+        root, names = _web_root(lab, "sandbox", rng, pace)
+        _web_server(lab, "sandbox", "127.0.0.1", web_port, root)
+        targets += [f"http://127.0.0.1:{web_port}/{n}" for n in names]
+    socks = rng.choice([1080, 1081, 9050, 10800])
+    keepalive = _keepalive(rng, pace)
+    tunnel = _tunnel(lab, world, crypto, port, ["-R", f"127.0.0.1:{socks}"], keepalive)
+    lab.wait_port("outside", socks, timeout=pace.timeout)
+    fetches = rng.randint(*pace.repeats) + 1
+    for _ in range(fetches):
+        lab.sleep(rng.uniform(*pace.gap))
+        _fetch(lab, "outside", rng.choice(targets), pace, socks=f"127.0.0.1:{socks}")
+    lab.sleep(rng.uniform(*pace.gap))
+    stop(tunnel)
+    lab.note(socks_port=socks, fetches=fetches)
+    return _ssh_tunnel(port)
+
+
 def reverse_idle(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     """An idle -R kept alive by ServerAliveInterval, then a burst of use through it."""
     pace = _pace(profile)
@@ -648,6 +672,8 @@ SCENARIOS: list[Scenario] = [
          "-R to the sandbox's sshd, then an interactive login back in from outside"),
     _scn("ssh-reverse-web", "ssh-tunnel", reverse_web,
          "-R exposing a web server inside the sandbox, fetched from outside"),
+    _scn("ssh-reverse-socks", "ssh-tunnel", reverse_socks,
+         "-R reverse SOCKS proxy: the outside reaches the sandbox's internal web services"),
     _scn("ssh-reverse-idle", "ssh-tunnel", reverse_idle,
          "idle -R held by ServerAliveInterval keepalives, then a burst of use"),
     _scn("ssh-local-forward", "ssh-tunnel", local_forward,
