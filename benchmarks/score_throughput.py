@@ -37,8 +37,7 @@ def count_packets(path: Path) -> int:
 
 
 def summary_line(cmd: list[str]) -> str:
-    """The command's stderr summary (one extra, unmeasured run would double the cost, so the
-    summary comes from a separate small check run only when asked)."""
+    """The command's stderr summary line, from one extra, unmeasured run (--summary)."""
     import subprocess
 
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -78,10 +77,8 @@ def main() -> None:
     }
     if args.all_flows:
         cmds["score --all-flows"] = [*cmds["score"], "--all-flows"]
-    rows = []
-    for name, cmd in cmds.items():  # interleave repetitions: load changes hit all alike
-        rows.append((name, []))
-    for _ in range(args.repeat):
+    rows: list[tuple[str, list[Run]]] = [(name, []) for name in cmds]
+    for _ in range(args.repeat):  # interleaved, so changes of machine load hit all alike
         for (_name, runs), cmd in zip(rows, cmds.values(), strict=True):
             runs.extend(repeat(cmd, 1, stdout_to_devnull=True))
     result = {

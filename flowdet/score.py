@@ -208,6 +208,10 @@ def run_score(
     return _summary(results, opts, err)
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> int:
     failed = [r for r in results if r.error]
     if len(results) == 1 and failed:
@@ -227,7 +231,7 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
     skipped = sum(r.skipped for r in ok)
     parts.append(f"{packets:,} packets ({skipped:,} not decoded)")
     parts.append(
-        f"{sum(r.stats.flows for r in ok):,} flows, "
+        f"{_n(sum(r.stats.flows for r in ok), 'flow')}, "
         f"{sum(r.stats.records for r in ok):,} records ({sum(r.stats.featurized for r in ok):,} "
         "given to the model)"
     )
