@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flowdet.lab.mining import http, monero, stratum, sv2
 from flowdet.lab.mining.engine import MinerSession, PoolSession
@@ -20,6 +22,9 @@ class Dialect:
     tls_ports: tuple[int, ...]
     default_hashrate: float
     keepalive: float | None = None  # application keepalive / report period, protocol seconds
+    # Dialects that are not newline-delimited JSON bring their own server and connection:
+    serve: Callable[..., Any] | None = None  # async serve(ctx, dialect, bind, port, tls)
+    connector: Callable[[Any], Any] | None = None  # connector(dialect) -> connect_once
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -58,21 +63,19 @@ DIALECTS: dict[str, Dialect] = {
             "getwork", "bitcoin", 2.0**32, None, None,
             ("cgminer/2.7.2", "bfgminer/3.10.0", "poclbm/20120920", "cpuminer/2.5.1"),
             (8332, 8337, 80, 9332), (443, 8443), 1e9,
+            serve=http.serve, connector=http.connector,
         ),
         Dialect(
             "ethhttp", "ethereum", 1.0, None, None,
             ("ethminer/0.19.0", "Genoil-ethminer/0.9.41"),
             (80, 8545, 8080, 8088), (443,), 30e6, keepalive=1.0,
+            serve=http.serve, connector=http.connector,
         ),
         Dialect(
             "sv2", "bitcoin", 2.0**32, None, None,
             ("braiins-os/22.08", "SRI-mining-device/0.1"),
             (34255, 3336, 3333), (), 100e12,
+            serve=sv2.serve, connector=sv2.connector,
         ),
     )
 }  # fmt: skip
-
-
-def server_module(name: str) -> object:
-    """The module with a `serve` coroutine for dialects that are not JSON lines."""
-    return {"getwork": http, "ethhttp": http, "sv2": sv2}[name]

@@ -22,7 +22,7 @@ from flowdet.lab.mining.common import (
     parse_endpoint,
     run_async,
 )
-from flowdet.lab.mining.dialects import DIALECTS, server_module
+from flowdet.lab.mining.dialects import DIALECTS
 from flowdet.lab.mining.engine import MinerConfig, json_connector, run_miner
 
 
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if dialect.miner is not None:
         connect_once = json_connector(dialect.miner)
     else:
-        connect_once = server_module(dialect.name).connector(dialect)  # type: ignore[attr-defined]
+        assert dialect.connector is not None, dialect.name
+        connect_once = dialect.connector(dialect)
 
     async def run() -> None:
         tally = await run_miner(cfg, connect_once, dialect.unit)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from flowdet.lab.mining.common import Clock, EventLog, make_certificate, run_async, server_tls
-from flowdet.lab.mining.dialects import DIALECTS, server_module
+from flowdet.lab.mining.dialects import DIALECTS
 from flowdet.lab.mining.engine import PoolConfig, PoolContext, serve_pool
 
 
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     async def run() -> None:
         if dialect.pool is not None:
             await serve_pool(ctx, dialect.pool, args.bind, args.port, tls)
-        else:
-            await server_module(dialect.name).serve(ctx, dialect, args.bind, args.port, tls)  # type: ignore[attr-defined]
+        elif dialect.serve is not None:
+            await dialect.serve(ctx, dialect, args.bind, args.port, tls)
 
     try:
         return run_async(run)

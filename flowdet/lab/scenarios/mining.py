@@ -212,8 +212,11 @@ def _mining(server: str, port: int) -> list[Expect]:
     return [Expect("sandbox", server, port, "tcp", "mining")]
 
 
+RunFn = Callable[[Lab, random.Random, str], list[Expect]]
+
+
 def _direct(dialect: str, *, tls: bool = False, reconnects: bool = False,
-            variant: Callable[[random.Random], list[str]] | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+            variant: Callable[[random.Random], list[str]] | None = None) -> RunFn:  # fmt: skip
     """A scenario body: the miner in the sandbox talks straight to a pool outside."""
 
     def run(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
@@ -315,7 +318,7 @@ def _stratum_variant(rng: random.Random) -> list[str]:
     return ["--compact"] if rng.random() < 0.3 else []
 
 
-def _scn(name: str, profiles: frozenset[str], run, description: str) -> Scenario:  # type: ignore[no-untyped-def]
+def _scn(name: str, profiles: frozenset[str], run: RunFn, description: str) -> Scenario:
     return Scenario(name, "mining", description, profiles, run)
 
 
