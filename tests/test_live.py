@@ -353,6 +353,24 @@ def test_sigterm_flushes_open_flows_and_exits_0(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
+@pytest.mark.usefixtures("root")
+def test_dumpcap_dying_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    proc, lines = _start_live(["-i", "lo", "--format", "jsonl", "-o", str(out)], tmp_path)
+    try:
+        started = next(ln for ln in lines if "capturing on" in ln)
+        pid = int(started.rsplit("dumpcap pid ", 1)[1].rstrip(")\n"))
+        os.kill(pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.2)
+    assert proc.returncode == 2
+    after = [ln for ln in lines if ln is not started]
+    assert len(after) == 1 and after[0].startswith("flowdet: live: dumpcap was killed"), lines
+
+
 def test_on_alert_gets_json_and_a_hung_command_is_killed(corpus: Path, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     got = tmp_path / "got"

@@ -138,6 +138,15 @@ def test_events_do_not_depend_on_batch_boundaries() -> None:
     assert sorted(_summary(_run(pieces=1))) == sorted(_summary(_run(pieces=17)))
 
 
+def test_coalesced_batches_give_the_same_events() -> None:
+    recs = _flow(40001, 80, T0) + _flow(40002, 80, T0 + 1) + _flow(40003, 20, T0 + 2)
+    batches = _batches(recs, 23)
+    pipe = LivePipeline(Scripted(), featurize=_featurize, source="test")
+    events = pipe.feed_many(batches[:10]) + pipe.feed_many(batches[10:11])
+    events += pipe.feed_many(batches[11:]) + pipe.flush_events()
+    assert sorted(_summary(events)) == sorted(_summary(_run(pieces=1)))
+
+
 def test_first_alert_keeps_its_first_crossing() -> None:
     evs = [e for e in _run(pieces=5) if e.verdict.record.src_port == 40001]
     first = evs[0].verdict

@@ -173,11 +173,14 @@ class DumpcapCapture:
 
     def failure(self) -> str:
         """dumpcap's reason for stopping, in one line."""
-        text = "\n".join(self.status.lines)
+        info = ("Capturing on", "File:", "Packets received/dropped")
+        text = "\n".join(ln for ln in self.status.lines if not ln.startswith(info))
         rc = self.proc.returncode if self.proc is not None else None
-        if not text:
-            return f"dumpcap exited with status {rc} and no message"
-        return f"dumpcap: {describe_failure(text)}"
+        if text:
+            return f"dumpcap: {describe_failure(text)}"
+        if rc is not None and rc < 0:
+            return f"dumpcap was killed by signal {-rc} ({signal.Signals(-rc).name})"
+        return f"dumpcap exited with status {rc} and no message"
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

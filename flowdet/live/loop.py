@@ -35,6 +35,8 @@ from flowdet.live.sinks import AlertCommand, AlertPcaps
 
 NS = 1_000_000_000
 _EOF = object()
+# Most packets scored in one call when batches queue up behind a slow scoring call.
+COALESCE_PACKETS = 262_144
 
 
 @contextlib.contextmanager
@@ -350,7 +352,9 @@ class LiveLoop:
             if item is _EOF:
                 break
             if item is not None:
-                self._batch(item)
+                eof = self._batches(item)
+                if eof:
+                    break
             now = time.monotonic()
             if now >= next_tick:
                 self._tick()
@@ -377,12 +381,28 @@ class LiveLoop:
             self.stats.stopped_by = "end of input"
         return 0
 
-    def _batch(self, b: PacketBatch) -> None:
-        self.stats.packets += len(b)
-        self.stats.batches += 1
+    def _batches(self, first: PacketBatch) -> bool:
+        """Score `first` together with the batches already waiting behind it (up to
+        COALESCE_PACKETS): one scoring call for a backlog instead of one per batch.
+        True when the end of the stream was among them."""
+        batches, n, eof = [first], len(first), False
+        while n < COALESCE_PACKETS:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _EOF:
+                eof = True
+                break
+            batches.append(item)
+            n += len(item)
+        self.stats.packets += n
+        self.stats.batches += len(batches)
         if self.sinks.pcaps is not None:
-            self.sinks.pcaps.packets(b)
-        self._emit(self.pipe.feed_events(b))
+            for b in batches:
+                self.sinks.pcaps.packets(b)
+        self._emit(self.pipe.feed_many(batches))
+        return eof
 
     def _tick(self) -> None:
         now = self.source.now_ns()
