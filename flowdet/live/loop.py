@@ -36,7 +36,7 @@ from flowdet.live.sinks import AlertCommand, AlertPcaps
 NS = 1_000_000_000
 _EOF = object()
 # Most packets scored in one call when batches queue up behind a slow scoring call.
-COALESCE_PACKETS = 262_144
+COALESCE_PACKETS = 131_072
 
 
 @contextlib.contextmanager
