@@ -161,10 +161,22 @@ def score_capture(
 
 
 def _worker(
-    source: str, model: str | None, loader: DetectorLoader, featurize: Featurizer | None, opts
-) -> CaptureResult:
+    sources: list[str],
+    model: str | None,
+    loader: DetectorLoader,
+    featurize: Featurizer | None,
+    opts: ScoreOptions,
+) -> list[CaptureResult]:
+    """One task of --jobs: a run of captures, the model loaded once for all of them."""
     detector = loader(model)
-    return score_capture(source, detector, opts, featurize)
+    return [score_capture(s, detector, opts, featurize) for s in sources]
+
+
+def _chunks(sources: Sequence[str], jobs: int) -> list[list[str]]:
+    """Consecutive runs of captures, about 4 per worker: few model loads, and a slow
+    capture still leaves the other workers something to do."""
+    n = max(1, -(-len(sources) // (4 * jobs)))
+    return [list(sources[i : i + n]) for i in range(0, len(sources), n)]
 
 
 def run_score(
@@ -192,12 +204,15 @@ def run_score(
 
         ctx = mp.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(jobs, len(sources)), mp_context=ctx) as ex:
-            futs = [ex.submit(_worker, s, model, loader, featurize, opts) for s in sources]
+            futs = [
+                ex.submit(_worker, chunk, model, loader, featurize, opts)
+                for chunk in _chunks(sources, jobs)
+            ]
             for fut in futs:  # input order, whatever order they finish in
-                res = fut.result()
-                sink.write(res.verdicts)
-                res.verdicts = []
-                results.append(res)
+                for res in fut.result():
+                    sink.write(res.verdicts)
+                    res.verdicts = []
+                    results.append(res)
     else:
         for s in sources:
             res = score_capture(
