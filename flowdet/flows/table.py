@@ -249,7 +249,7 @@ class FlowTable:
         key, src_is_a = canonical_keys(batch, rows)
         first, inverse = unique_keys(key)
         ukey = np.ascontiguousarray(key[first])
-        kbytes = [ukey[j].tobytes() for j in range(ukey.shape[0])]
+        kbytes = ukey.view(np.dtype((np.void, ukey.shape[1] * 8))).ravel().tolist()
         index = self._index
         uslot = np.array([index.get(kb, -1) for kb in kbytes], dtype=np.int64)
         new = np.flatnonzero(uslot < 0)
