@@ -60,6 +60,16 @@ def find_flow(
 ) -> list[Verdict]:
     """Every final record of the wanted flow (several if active timeouts split it or its
     5-tuple was reused), with verdicts when a detector is given (else label 'unscored')."""
+    return _find(capture, detector, community_id, flow_id, featurize)[0]
+
+
+def _find(
+    capture: str,
+    detector: Any | None,
+    community_id: str | None,
+    flow_id: int | None,
+    featurize: Featurizer | None,
+) -> tuple[list[Verdict], Any]:
     if (community_id is None) == (flow_id is None):
         raise FlowdetError("explain: give exactly one of --community-id or --flow-id")
 
@@ -93,7 +103,7 @@ def find_flow(
 
                 v.signature = inspect(rec.payload_toserver, rec.payload_toclient)
                 out.append(v)
-    return out
+    return out, None
 
 
 def _score_one_flow(
@@ -102,7 +112,7 @@ def _score_one_flow(
     community_id: str | None,
     flow_id: int | None,
     featurize: Featurizer | None,
-) -> list[Verdict]:
+) -> tuple[list[Verdict], Any]:
     """Run the scoring pipeline over the capture but hand it only the wanted flow's records
     (checkpoints included), so a big capture costs a flows pass, not a scoring pass."""
     import numpy as np
@@ -132,6 +142,44 @@ def _score_one_flow(
         for batch in reader:
             out.extend(pipe.consume(only_wanted(pipe.table.update(batch))))
         out.extend(pipe.consume(only_wanted(pipe.table.flush())))
+    return out, pipe
+
+
+@dataclass(slots=True)
+class WhyNot:
+    """For a benign verdict: the closest alert class and what pushed the flow towards it."""
+
+    label: str
+    probability: float
+    threshold: float
+    in_domain: bool
+    drivers_method: str = "none"
+    drivers: list[tuple[str, float, float]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def why_not(pipe: Any, v: Verdict) -> WhyNot | None:
+    """Drivers and statements towards the most probable alert class of a benign flow, so
+    an analyst sees how close it came and on what (nothing is claimed about the label)."""
+    from flowdet.reasons import flow_reasons
+
+    if v.label != "benign" or pipe is None:
+        return None
+    cls = max((c for c in v.proba if c != "benign"), key=lambda c: v.proba[c], default=None)
+    if cls is None:
+        return None
+    proto_tcp = v.record.proto_num == 6
+    payload = v.record.payload_pkts_toserver + v.record.payload_pkts_toclient > 0
+    out = WhyNot(
+        cls, v.proba[cls], pipe.thresholds[cls], (proto_tcp and payload) or not pipe.domain_gate
+    )
+    if not out.in_domain:
+        return out
+    X, sigs = pipe.featurize([v.record])
+    d = pipe.explainer.drivers(X, [cls])[0]
+    out.drivers_method, out.drivers = (pipe.explainer.method if d else "none"), d
+    weights = {n: w for n, _, w in d}
+    out.reasons = [r.text for r in flow_reasons(v.record, sigs[0], cls, weights or None)]
     return out
 
 
@@ -365,7 +413,9 @@ def dissect(
 # -- rendering ----------------------------------------------------------------------------
 
 
-def render_explain(v: Verdict, view: WiresharkView | None, others: int = 0) -> str:
+def render_explain(
+    v: Verdict, view: WiresharkView | None, others: int = 0, wn: WhyNot | None = None
+) -> str:
     from flowdet.alerts import render_verdict
 
     lines = []
@@ -380,6 +430,20 @@ def render_explain(v: Verdict, view: WiresharkView | None, others: int = 0) -> s
     else:
         lines.append("flowdet verdict:")
         lines.append(render_verdict(v).rstrip("\n"))
+    if wn is not None and not wn.in_domain:
+        lines.append(
+            "not an alert: outside the model's domain (not TCP, or no payload), benign "
+            "without scoring"
+        )
+    elif wn is not None:
+        lines.append(
+            f"not an alert: closest class {wn.label} at {wn.probability:.2f} "
+            f"(threshold {wn.threshold:.2f}); what pushed it that way:"
+        )
+        lines += [f"    - {text}" for text in wn.reasons]
+        if wn.drivers:
+            lines.append(f"model drivers towards {wn.label} ({wn.drivers_method}):")
+            lines += [f"    {n} = {x:.4g}  (+{w:.3g})" for n, x, w in wn.drivers]
     if v.drivers:
         lines.append(f"model drivers ({v.drivers_method}, strongest first):")
         lines += [f"    {name} = {value:.4g}  (+{w:.3g})" for name, value, w in v.drivers]
@@ -435,16 +499,14 @@ def explain_flow(
 ) -> int:
     """Find, score, dissect and print one flow; exit code 0, or 2 if it is not found or
     Wireshark could not dissect it."""
-    found = find_flow(
-        capture, detector, community_id=community_id, flow_id=flow_id, featurize=featurize
-    )
+    found, pipe = _find(capture, detector, community_id, flow_id, featurize)
     if not found:
         what = f"community id {community_id}" if community_id else f"flow id {flow_id}"
         raise FlowdetError(f"{os.path.basename(capture)}: no flow with {what}")
     v = max(found, key=lambda x: x.score)
     view = dissect(capture, v, packets=packets, timeout=timeout)
     view.tshark = _tshark_version()
-    out.write(render_explain(v, view, len(found) - 1))
+    out.write(render_explain(v, view, len(found) - 1, why_not(pipe, v)))
     out.flush()
     if view.error:
         raise FlowdetError(f"Wireshark dissection failed: {view.error}")

@@ -155,3 +155,14 @@ def test_explain_command(corpus, tshark):
     )
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("flowdet: ")
     assert "Traceback" not in p.stderr
+
+
+def test_benign_flow_shows_how_close_it_came(corpus, tshark):
+    from score_fakes import ConstantDetector
+
+    path = corpus / "mining-real" / "zec-eu.suprnova.cc.pcapng"
+    text = _explain(path, ConstantDetector([0.8, 0.15, 0.05]), flow_id=1, packets=3)
+    assert "BENIGN  score 0.15" in text
+    assert "not an alert: closest class mining at 0.15 (threshold 0.50)" in text
+    why = _section(text, "not an alert")
+    assert any("mining.subscribe" in line for line in why)  # the evidence is still shown
