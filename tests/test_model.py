@@ -229,3 +229,20 @@ def test_short_tunnel_prefixes_are_not_fitted() -> None:
     assert rows[~short_tunnel_ckpt].all()
     w = fit_weights(ds, rows)
     assert (w[~rows] == 0).all() and (w[rows] > 0).all()
+
+
+def test_parsed_mining_message_sets_a_probability_floor() -> None:
+    from flowdet.model import EVIDENCE_FLOOR, apply_gate
+
+    X = np.zeros((2, len(FEATURE_NAMES)), np.float32)
+    for name in ("is_tcp", "log_payload_pkts_toserver", "log_payload_pkts_toclient"):
+        X[:, FEATURE_NAMES.index(name)] = 1.0
+    X[0, FEATURE_NAMES.index("sig_eth_work")] = 1.0  # the client sent eth_getWork
+    X[0, FEATURE_NAMES.index("sig_ssh_banner")] = 1.0  # (inside SSH: all classes possible)
+    proba = np.array([[0.7, 0.1, 0.2], [0.7, 0.1, 0.2]])
+    out = apply_gate(X, proba, CLASSES)
+    assert out[0, 1] == pytest.approx(EVIDENCE_FLOOR)
+    assert out[0].sum() == pytest.approx(1.0)
+    assert out[0, 0] / out[0, 2] == pytest.approx(0.7 / 0.2)  # the others keep their ratio
+    # row 1: clear text, no mining message: mining impossible, ssh-tunnel too (no SSH)
+    assert out[1].tolist() == pytest.approx([1.0, 0.0, 0.0])
