@@ -34,7 +34,13 @@ from typing import Any
 import pytest
 
 from flowdet.lab.mining.common import Clock, TargetRefused, check_target
-from flowdet.lab.mining.reference import corpus_sizes, http_messages, kind, notify_minus_branch
+from flowdet.lab.mining.reference import (
+    corpus_gaps,
+    corpus_sizes,
+    http_messages,
+    kind,
+    notify_minus_branch,
+)
 from flowdet.lab.mining.timing import CHAINS, JobBoard, Vardiff
 
 PY = sys.executable
@@ -189,8 +195,10 @@ SESSIONS: dict[str, tuple[str, list[str], list[str], dict[str, Any]]] = {
                        "--agent", "xmr/1.0"], {}),
     "getwork": ("getwork", ["--start-difficulty", "1"], ["--hashrate", "1e9"], {}),
     "gbt": ("getwork", ["--start-difficulty", "1"], ["--hashrate", "1e9", "--variant", "gbt"], {}),
-    "ethhttp": ("ethhttp", ["--start-difficulty", "1e9"],
-                ["--hashrate", "100e6", "--user", ETH_USER], {}),
+    # Polls every second: a slower scale, so HTTP round trips stay small against the period.
+    "ethhttp": ("ethhttp", ["--start-difficulty", "1e8"],
+                ["--hashrate", "100e6", "--user", ETH_USER, "--duration", "60"],
+                {"scale": 0.05}),
     "sv2": ("sv2", ["--start-difficulty", "4096"], ["--hashrate", "2e12"], {}),
     "stratum1-tls": ("stratum1", ["--tls", "--name", "btc-eu.pool.example"],
                      ["--tls", "--sni", "btc-eu.pool.example", "--hashrate", "2e12"], {}),
@@ -224,7 +232,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             pool_log, miner_log = tmp / f"{name}-pool.jsonl", tmp / f"{name}-miner.jsonl"
             pool, port = start(
                 [PY, "-m", "flowdet.lab.mining.pool", "--dialect", dialect, "--port", "0",
-                 "--time-scale", str(SCALE), "--seed", "7", "--log", str(pool_log),
+                 "--time-scale", str(opts.get("scale", SCALE)), "--seed", "7",
+                 "--log", str(pool_log),
                  "--cert-dir", str(tmp / "certs"), *pool_args]
             )  # fmt: skip
             procs.append(pool)
@@ -243,7 +252,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             args = ["--duration", "200", *miner_args]
             miner = subprocess.Popen(
                 [PY, "-m", "flowdet.lab.mining.miner", "--dialect", dialect, *target,
-                 "--time-scale", str(SCALE), "--seed", "11", "--log", str(miner_log), *args],
+                 "--time-scale", str(opts.get("scale", SCALE)), "--seed", "11",
+                 "--log", str(miner_log), *args],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             procs.append(miner)
@@ -702,6 +712,32 @@ def test_job_board_timing() -> None:
     eth = JobBoard(random.Random(3), Clock(1.0), CHAINS["ethereum"])
     gaps = [eth.next_event() for _ in range(4000)]
     assert all(c for _, c in gaps) and 12 < statistics.mean(t for t, _ in gaps) < 14
+
+
+def test_timing_follows_the_corpus(runs: dict[str, Run], corpus: Path, tshark: str) -> None:
+    """Monero job cadence, Ethereum HTTP polling and the Poisson share model, next to the
+    real sessions."""
+    real = corpus_gaps(corpus, tshark)
+    board = JobBoard(random.Random(1), Clock(1.0), CHAINS["monero"])
+    emulated = statistics.median(board.next_event()[0] for _ in range(5000))
+    assert 0.7 < emulated / statistics.median(real["monero.job"]) < 1.3
+    # 60 protocol seconds of polling at the real period (wall-clock stretch under load only
+    # lowers the count, so the lower bound is loose)
+    polls = len(wire_sizes_http(runs["ethhttp"])["eth_getWork"])
+    expected = 60 / statistics.median(real["ethhttp.getwork"])
+    assert 0.5 * expected < polls < 1.15 * expected, (polls, expected)
+    # Real share gaps look exponential (coefficient of variation ~1): the Poisson model.
+    zec = real["zcash.submit"]
+    assert 0.6 < statistics.pstdev(zec) / statistics.mean(zec) < 1.6
+
+
+def wire_sizes_http(run: Run) -> dict[str, list[int]]:
+    """JSON-RPC method -> request sizes, over every connection of an HTTP session."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for conn in range(1, run.relay.conns + 1):
+        for _, _, body, n in http_messages(run.relay.stream("c2s", conn)):
+            out[json.loads(body)["method"]].append(n)
+    return out
 
 
 def test_jobs_and_clean_flags(runs: dict[str, Run]) -> None:

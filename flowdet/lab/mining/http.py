@@ -333,9 +333,12 @@ async def _eth_session(
     work: list[str] = []
 
     async def poll() -> None:
+        # A timer, not a sleep after each round: the real miner polls every ~1.05 s whatever
+        # the round trips take (and compressed time must not be stretched by them).
         period = cfg.keepalive or 1.0
         reported = 0
         while True:
+            started = cfg.clock.now()
             rate = 0 if reported < 3 else int(cfg.hashrate * rng.uniform(0.95, 1.05))
             body = {"id": 1, "jsonrpc": "2.0", "method": "eth_submitHashrate",
                     "params": [hex(rate), hashrate_id]}  # fmt: skip
@@ -351,7 +354,7 @@ async def _eth_session(
                         tally.difficulty_changes += 1
                     shares.set_difficulty(new_diff)
                 work[:] = result
-            await cfg.clock.sleep(period * rng.uniform(0.97, 1.08))
+            await cfg.clock.sleep(started + period * rng.uniform(1.0, 1.1) - cfg.clock.now())
 
     async def submit() -> None:
         while not work:

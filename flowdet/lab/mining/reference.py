@@ -16,6 +16,7 @@ corpus reader to check the emulators against the capture.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -136,6 +137,31 @@ def corpus_sizes(corpus: Path, tshark: str = "tshark") -> Sizes:
         for dirs in streams.values():
             add_stream(sizes, None, pcap.name, {d: bytes(b) for d, b in dirs.items()})
     return sizes
+
+
+def corpus_gaps(corpus: Path, tshark: str = "tshark") -> dict[str, list[float]]:
+    """Seconds between successive messages of a kind in the real sessions: Monero job pushes,
+    Ethereum HTTP eth_getWork polls, ZCash share submissions (first packet of each)."""
+    wanted = {
+        "xmr-eu1.nanopool.org.pcapng": ("monero.job", b'"method":"job"'),
+        "pool.eth.pp.ua.pcapng": ("ethhttp.getwork", b"eth_getWork"),
+        "zec-eu.suprnova.cc.pcapng": ("zcash.submit", b'"mining.submit"'),
+    }
+    gaps: dict[str, list[float]] = {}
+    for name, (key, marker) in wanted.items():
+        out = subprocess.run(
+            [tshark, "-r", str(corpus / "mining-real" / name), "-Y",
+             "tcp.len>0 && !tcp.analysis.retransmission", "-T", "fields",
+             "-e", "frame.time_relative", "-e", "tcp.payload"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        times = [
+            float(t)
+            for t, p in (ln.split("\t") for ln in out.splitlines())
+            if marker in bytes.fromhex(p.replace(":", ""))
+        ]
+        gaps[key] = [b - a for a, b in itertools.pairwise(times)]
+    return gaps
 
 
 # Emulator sessions shaped like the captures: (family, dialect, pool args, miner args).
