@@ -434,8 +434,9 @@ def plot_packet_sizes(
             zx.tick_params(labelleft=False)
         if row == n - 1:
             ax.set_xlabel("seconds since the flow's first packet")
-    if first_ax is not None:
-        first_ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    if first_ax is not None:  # one legend for all rows, below them: it never hides a packet
+        handles, labels = first_ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9)
     fig.suptitle(
         "Packet sizes over time by direction (up: to the server, down: to the client)",
         fontsize=12,
@@ -552,7 +553,10 @@ def plot_importances(
     ax.set_yticks(range(len(order)), labels=[feature_names[i] for i in order], fontsize=9)
     ax.axvline(0, color="black", linewidth=0.6)
     ax.set_xlabel(f"drop in {metric} when the feature is shuffled")
-    ax.set_title(f"Permutation importance, top {len(order)} features", fontsize=11)
+    ax.set_title(
+        f"Permutation importance, top {len(order)} features (mean ± std over the repeats)",
+        fontsize=11,
+    )
     ax.grid(axis="x", alpha=0.3)
     return fig
 
