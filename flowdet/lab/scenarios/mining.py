@@ -2,8 +2,8 @@
 
 The miner always runs in the sandbox (the monitored host); the pool on an outside host. Each
 scenario is one dialect x transport combination; everything else (ports, worker names, user
-agents, hashrate, vardiff's target and its starting error, reconnects, JSON spacing, TLS
-version) is drawn from the scenario's seed, so repeated runs with new seeds widen the data
+agents, hashrate, vardiff's target and its starting error, reconnects by the miner or drops
+by the pool, JSON spacing, TLS version) is drawn from the scenario's seed, so repeated runs with new seeds widen the data
 instead of repeating one session. Path conditions (RTT, jitter, loss) are the runner's.
 
 Timing: `quick` compresses protocol time (--time-scale) so a session of several protocol
@@ -12,9 +12,10 @@ minutes takes seconds of wall time; `standard` and `full` use real pool timing (
 
 Labels: every flow from the sandbox to the pool is `mining`. Through SOCKS5 the sandbox only
 talks to the proxy (outside), and the proxy to the pool (outside2) is not on the captured
-link, so the sandbox->proxy flow is the mining flow. Through `ssh -L` the SSH connection
-carries the mining session and is labelled `mining` too: the model should call what the
-tunnel carries, not that it is a tunnel.
+link, so the sandbox->proxy flow is the mining flow. Through `ssh -L` / `ssh -D` the SSH
+connection carries the mining session and is labelled `mining` too (the brief's choice: the
+model should call what the tunnel carries; note that the SSH family labels other -L/-D
+tunnels `ssh-tunnel`, so these flows differ from those only in what is inside).
 """
 
 from __future__ import annotations
