@@ -3,8 +3,9 @@
 The miner always runs in the sandbox (the monitored host); the pool on an outside host. Each
 scenario is one dialect x transport combination; everything else (ports, worker names, user
 agents, hashrate, vardiff's target and its starting error, reconnects by the miner or drops
-by the pool, JSON spacing, TLS version) is drawn from the scenario's seed, so repeated runs with new seeds widen the data
-instead of repeating one session. Path conditions (RTT, jitter, loss) are the runner's.
+by the pool, JSON spacing, TLS version) is drawn from the scenario's seed, so repeated runs
+with new seeds widen the data instead of repeating one session. Path conditions (RTT,
+jitter, loss) are the runner's.
 
 Timing: `quick` compresses protocol time (--time-scale) so a session of several protocol
 minutes takes seconds of wall time; `standard` and `full` use real pool timing (jobs every
