@@ -47,10 +47,16 @@ ZEEK = SHARED / "corpus" / "zeek-traces"
 DEFAULT_TRAIN = [
     Path("/work/data/lab-standard"),
     Path("/work/data/lab-ssh3"),
+    Path("/work/data/lab-ssh4"),
     Path("/work/data/lab-extra"),
     MINING_REAL,
 ]
-DEFAULT_HELDOUT = [Path("/work/data/lab-heldout"), Path("/work/data/lab-heldout-extra")]
+DEFAULT_HELDOUT = [
+    Path("/work/data/lab-heldout"),  # standard profile, seed 2
+    Path("/work/data/lab-heldout-extra"),  # seed 2's failed-but-captured SSH runs, hand-labelled
+    Path("/work/data/lab-heldout-tls"),  # full profile TLS mining, seed 5
+    Path("/work/data/lab-heldout-ssh8"),  # SSH scenarios (incl. ssh-reverse-socks), seed 8
+]
 DENSE = FlowConfig(
     checkpoint_packets=tuple(range(1, 65)), checkpoint_seconds=DEFAULT_CHECKPOINT_SECONDS
 )

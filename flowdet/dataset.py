@@ -180,7 +180,9 @@ def build_dataset(
             if progress:
                 progress(f"{what}: [{i}/{len(sources)}] {src.name}: skipped ({exc})")
             continue
-        if progress:
+        # one line per capture for a few, else one per tenth of the way
+        step = max(1, len(sources) // 10) if len(sources) > 40 else 1
+        if progress and (i % step == 0 or i == len(sources)):
             progress(
                 f"{what}: [{i}/{len(sources)}] {src.name}: {len(flows) - before} labelled flows, "
                 f"{n_rec} records, {skipped_unlabelled[src.name]} unlabelled flows skipped"
