@@ -8,7 +8,7 @@ per server endpoint the sandbox talks to. Parameters (intervals, pool sizes,
 modes, seeds) come from the runner's rng, so two runs with the same seed are alike.
 
 Profiles: `quick` has web over HTTP and HTTPS, websocket chat/notifications and DNS, a few
-seconds each; `standard` adds everything else at about 32 s each (about 9 minutes in all);
+seconds each; `standard` adds everything else at about 30 s each (about 9 minutes in all);
 `full` runs everything for minutes with realistic periods (15 s scrapes, 64 s NTP polls).
 """
 
@@ -33,7 +33,7 @@ CLIENT = "sandbox"
 ALL = frozenset({"quick", "standard", "full"})
 STANDARD = frozenset({"standard", "full"})
 # Seconds of client traffic per scenario, by profile.
-DURATION = {"quick": 4.0, "standard": 32.0, "full": 240.0}
+DURATION = {"quick": 4.0, "standard": 30.0, "full": 240.0}
 # Bulk downloads share a delay line that may be as slow as 10 Mbit/s: minutes, not forever.
 SLOW = 900.0
 # What each client's summary contributes to the run's manifest.json (via Lab.note).
