@@ -603,6 +603,20 @@ def test_irc_client_idles_with_ping_pong_over_tls(pki: tuple[Path, Path]) -> Non
     assert s["sent"] >= 3 + s["pings_answered"]  # NICK, USER, JOIN, the PONGs, QUIT...
 
 
+def test_clients_fail_with_a_clear_line_when_nobody_listens() -> None:
+    port = _free_port()  # bound and closed again: nothing listens there
+    argvs = [_module(m, sub, "--port", port, "--duration", 1) for m, sub in (
+        ("websocket", "client"), ("linejson", "client"), ("resp", "client"), ("pg", "client"),
+        ("mqtt", "client"), ("irc", "client"), ("jsonrpc", "client"), ("web", "browse"),
+        ("web", "download"), ("web", "poll"),
+    )]  # fmt: skip
+    for argv, proc in zip(argvs, start_clients(argvs), strict=True):
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (argv, err)
+        last = err.strip().splitlines()[-1]  # web clients log each failed request first
+        assert "Traceback" not in err and ("refused" in last.lower() or "no request" in last), err
+
+
 def test_mqtt_helpers() -> None:
     assert mqtt.encode_length(0) == b"\x00" and mqtt.encode_length(321) == b"\xc1\x02"
     assert mqtt.topic_matches("alerts/#", "alerts/system")

@@ -355,7 +355,7 @@ def _fetch_all(client: Client, box: list, paths: list[str], cache: dict[str, str
         _fetch(client, box, path, cache)
 
 
-def browse(args: argparse.Namespace) -> None:
+def browse(args: argparse.Namespace) -> Tally:
     rng = random.Random(args.seed)
     client = Client(args)
     deadline = client.t0 + args.duration
@@ -391,9 +391,10 @@ def browse(args: argparse.Namespace) -> None:
             box[0].close()
     client.tally.extra["pages"] = len(visited)
     emit(client.tally.summary("web-browse"))
+    return client.tally
 
 
-def download(args: argparse.Namespace) -> None:
+def download(args: argparse.Namespace) -> Tally:
     client = Client(args)
     rng = random.Random(args.seed)
     deadline = client.t0 + args.duration
@@ -416,6 +417,7 @@ def download(args: argparse.Namespace) -> None:
         time.sleep(pause)
     client.tally.extra["via"] = args.via
     emit(client.tally.summary("web-download"))
+    return client.tally
 
 
 def _curl(client: Client, path: str) -> None:
@@ -448,7 +450,7 @@ def _curl(client: Client, path: str) -> None:
     st[parts[0]] = st.get(parts[0], 0) + 1
 
 
-def poll(args: argparse.Namespace) -> None:
+def poll(args: argparse.Namespace) -> Tally:
     """A monitoring scraper: same endpoints, fixed interval, one keep-alive connection."""
     rng = random.Random(args.seed)
     client = Client(args)
@@ -463,6 +465,7 @@ def poll(args: argparse.Namespace) -> None:
     if box[0] is not None:
         box[0].close()
     emit(client.tally.summary("web-poll"))
+    return client.tally
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -491,9 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else ["/nginx_status", "/api/status.json"]
         )  # fmt: skip
     try:
-        modes[argv[0]](args)
+        tally = modes[argv[0]](args)
     except (OSError, http.client.HTTPException, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"web {argv[0]}: {type(exc).__name__}: {exc}\n")
+        return 1
+    if tally.received == 0:  # single failures are a browser's life; none at all is a failure
+        sys.stderr.write(f"web {argv[0]}: no request succeeded ({tally.errors} failed)\n")
         return 1
     return 0
 
