@@ -156,7 +156,12 @@ def score_capture(
         if source == "-":
             res.warnings.append("--alert-pcap needs a capture file, not stdin: nothing written")
         else:
-            res.extracted = extract_alert_pcaps(source, alerts, opts.alert_pcap)
+            try:
+                res.extracted = extract_alert_pcaps(source, alerts, opts.alert_pcap)
+            except OSError as exc:
+                raise FlowdetError(
+                    f"--alert-pcap {opts.alert_pcap}: {exc.strerror or exc}"
+                ) from None
     return res
 
 

@@ -196,3 +196,11 @@ def test_committed_lab_pcaps_yield_their_labels(default_model):
     assert not missing, f"labelled flows not found in the output: {missing[:3]}"
     wrong = {k: (v, scored[k]) for k, v in labels.items() if scored[k] != v}
     assert len(wrong) <= 0.1 * len(labels), wrong
+
+
+def test_unwritable_alert_pcap_dir_is_one_line(corpus, default_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cap = str(corpus / "mining-real" / "xmr-eu1.nanopool.org.pcapng")
+    line = one_line_error(flowdet("score", cap, "--alert-pcap", str(blocker / "sub")))
+    assert "--alert-pcap" in line and "Not a directory" in line
