@@ -6,11 +6,13 @@
     for v in pipe.flush(): ...            # end of input
 
 The flow table runs with prefix checkpoints (8/16/32/64/128 packets, 10/60/300 s by
-default), and every record it emits - checkpoint snapshots and final records alike - is
-featurized and scored as it arrives, block by block (one model call per block, never per
-flow). Per live flow the pipeline keeps only a little verdict state: the earliest
-evaluation at which each label crossed its threshold. So memory follows the number of live
-flows, not the length of the input, and the live tap can drive the same object with an
+default); the records it emits - checkpoint snapshots and final records - are scored block
+by block (one model call per block, never per flow). Records outside the model's domain
+(see `in_domain`) are benign without being featurized; offline, checkpoint records are
+held back until their flow's final record shows they matter (see `consume`). Per live flow
+the pipeline keeps only a little verdict state: the earliest evaluation at which each label
+crossed its threshold. So memory follows the number of live flows (and the bounded held
+rows), not the length of the input, and the live tap can drive the same object with an
 endless source (`feed` per batch, `advance` on clock ticks).
 
 What comes out:
@@ -106,7 +108,8 @@ class ScoreStats:
 
 @dataclass(slots=True)
 class _FlowState:
-    crossed: dict[str, tuple[str, int, float, int]] = field(default_factory=dict)
+    # label -> (checkpoint name or 'final', flow packets, last packet ns, client payload pkts)
+    crossed: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     early_sent: set[str] = field(default_factory=set)
     prior_pkts: int = 0  # packets of earlier active-timeout segments
     prior_client_payload: int = 0
