@@ -336,9 +336,13 @@ def test_interrupted_run_leaves_nothing(root: None, tmp_path: Path, sig: signal.
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test itself failed or was interrupted: leave no mess
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            if (out / ".lab-state.json").exists():
+                subprocess.run(
+                    [*FLOWDET, "lab", "cleanup", str(out)], capture_output=True, timeout=60
+                )
     assert proc.returncode == 130, err.decode()[-2000:]
     assert "Traceback" not in err.decode()
     _assert_nothing_left(out, in_lab | daemons)
