@@ -158,15 +158,23 @@ def app_proto(v: Verdict) -> str:
 
 
 def model_name(card: dict[str, Any] | None) -> str:
+    """A short identity of the model for each record: its name (or estimator), version or
+    training date, the flowdet that trained it and the seed - enough to tell two models'
+    alerts apart in a SIEM."""
     card = card or {}
-    for k in ("name", "model_id", "id"):
-        if card.get(k):
-            name = str(card[k])
-            break
-    else:
-        name = "model"
-    ver = card.get("version") or card.get("trained") or card.get("created") or ""
-    return f"{name} {ver}".strip()
+    name = next(
+        (str(card[k]) for k in ("name", "model_id", "id", "estimator") if card.get(k)), "model"
+    )
+    parts = [name]
+    ver = card.get("version") or card.get("trained") or card.get("created")
+    if ver:
+        parts.append(str(ver))
+    versions = card.get("versions")
+    if isinstance(versions, dict) and versions.get("flowdet"):
+        parts.append(f"flowdet {versions['flowdet']}")
+    if card.get("seed") is not None:
+        parts.append(f"seed {card['seed']}")
+    return ", ".join(parts)
 
 
 def alert_record(v: Verdict, model: str = "") -> dict[str, Any]:
