@@ -55,7 +55,7 @@ def _labels(path: Path) -> dict[tuple[str, frozenset], str]:
         rows = list(csv.DictReader(f, delimiter="\t"))
     return {
         (
-            r["pcap"],
+            os.path.basename(r["pcap"]),
             frozenset(
                 {(r["client_ip"], int(r["client_port"])), (r["server_ip"], int(r["server_port"]))}
             ),
