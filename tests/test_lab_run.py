@@ -390,8 +390,10 @@ def test_wan_delay_is_what_ping_measures(root: None, tmp_path: Path) -> None:
     assert _lab_links() == []
 
 
-def test_killed_run_is_finished_by_lab_cleanup(root: None, tmp_path: Path) -> None:
-    """SIGKILL leaves everything up; `flowdet lab cleanup` finishes the job from the state."""
+@pytest.mark.parametrize("finish", ["cleanup", "rerun"])
+def test_killed_run_is_finished_later(root: None, tmp_path: Path, finish: str) -> None:
+    """SIGKILL leaves everything up; `flowdet lab cleanup`, or the next run into the same
+    OUTDIR, finishes the job from the state file."""
     out = tmp_path / "lab"
     proc = subprocess.Popen(
         [*FLOWDET, "lab", "generate", str(out), "--scenario", "ssh-reverse-idle"],
@@ -423,11 +425,22 @@ def test_killed_run_is_finished_by_lab_cleanup(root: None, tmp_path: Path) -> No
     assert in_lab
     state = json.loads(state_file.read_text())
     assert any(ns_exists(ns) for lab in state["labs"].values() for ns in lab["namespaces"])
-    done = subprocess.run(
-        [*FLOWDET, "lab", "cleanup", str(out)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "namespace fdlab-" in done.stdout
+    if finish == "cleanup":
+        done = subprocess.run(
+            [*FLOWDET, "lab", "cleanup", str(out)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "namespace fdlab-" in done.stdout
+    else:
+        again = subprocess.run(
+            [*FLOWDET, "lab", "generate", str(out), "--scenario", "ssh-multiplexed"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert again.returncode == 0, again.stderr
+        assert "removed leftovers of an earlier, killed run" in again.stderr
     deadline = time.monotonic() + 5  # the delay line exits on its own once its stdin is gone
     while time.monotonic() < deadline and [p for p in in_lab if alive(p)]:
         time.sleep(0.1)

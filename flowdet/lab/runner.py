@@ -32,7 +32,7 @@ from flowdet.errors import LabError
 from flowdet.lab import labels as labelling
 from flowdet.lab import tools
 from flowdet.lab.capture import Capture
-from flowdet.lab.procs import ProcessTable, StateFile
+from flowdet.lab.procs import ProcessTable, StateFile, alive
 from flowdet.lab.scenario import LABELS, PROFILES, Expect, Scenario
 from flowdet.lab.topology import (
     ADDRESSES,
@@ -43,6 +43,7 @@ from flowdet.lab.topology import (
     SANDBOX,
     Topology,
     Wan,
+    cleanup_state,
 )
 
 # Per-scenario time budget: past it the lab is torn down under the scenario.
@@ -293,6 +294,7 @@ class Runner:
     def run(self) -> RunReport:
         self.check_environment()
         self.outdir.mkdir(parents=True, exist_ok=True)
+        self._take_over_state(self.outdir / STATE_FILE)
         self.state = StateFile(self.outdir / STATE_FILE)
         report = RunReport(self.outdir, self.seed, self.profile, [])
         started = time.time()
@@ -336,6 +338,22 @@ class Runner:
         if report.interrupted:
             raise KeyboardInterrupt
         return report
+
+    def _take_over_state(self, path: Path) -> None:
+        """Refuse an OUTDIR another live run is writing to; finish a killed run's teardown."""
+        if not path.exists():
+            return
+        try:
+            old = json.loads(path.read_text())
+            pid = int(old.get("runner_pid", 0))
+        except (ValueError, OSError, TypeError):
+            return
+        if pid and pid != os.getpid() and alive(pid):
+            raise LabError(f"another lab run (pid {pid}) is writing to {self.outdir}")
+        if any(not lab.get("torn_down") for lab in old.get("labs", {}).values()):
+            done = cleanup_state(path)
+            if done:
+                self.progress(f"removed leftovers of an earlier, killed run: {len(done)} items")
 
     def _worker(self, todo: queue.Queue[Scenario], results: dict[str, ScenarioResult]) -> None:
         while not self._stopping.is_set():
