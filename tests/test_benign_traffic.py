@@ -708,7 +708,7 @@ def test_every_benign_scenario_runs_on_loopback(
                 i, scn = todo.pop()
             run(i, scn)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]  # mostly sleeping programs
+    threads = [threading.Thread(target=worker) for _ in range(8)]  # mostly sleeping programs
     for t in threads:
         t.start()
     for t in threads:
