@@ -109,7 +109,7 @@ class DumpcapCapture:
                 start_new_session=True,  # Ctrl-C goes to flowdet, which stops dumpcap itself
             )
         except OSError as exc:
-            raise CaptureSetupError(f"cannot start dumpcap: {exc.strerror or exc}") from None
+            raise CaptureSetupError(f"live: cannot start dumpcap: {exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._read_stderr, name="dumpcap-stderr")
         self._thread.daemon = True
         self._thread.start()
@@ -117,11 +117,11 @@ class DumpcapCapture:
         while not self._started.wait(0.05):
             if self.proc.poll() is not None:
                 self._stderr_done.wait(2.0)
-                raise CaptureSetupError(self.failure())
+                raise CaptureSetupError(f"live: {self.failure()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise CaptureSetupError(
-                    f"dumpcap did not start capturing within {self.start_timeout:.0f} s"
+                    f"live: dumpcap did not start capturing within {self.start_timeout:.0f} s"
                 )
 
     def _read_stderr(self) -> None:

@@ -85,7 +85,7 @@ class LiveSource:
         """Why the source ended on its own, if that is an error."""
         return None
 
-    def status(self) -> str:
+    def status(self, packets: int) -> str:
         return ""
 
     def started(self) -> str:
@@ -139,9 +139,10 @@ class DumpcapSource(LiveSource):
             return None
         return now - self._base_drops
 
-    def status(self) -> str:
+    def status(self, packets: int) -> str:
         d = self._iface_drops()
-        parts = [f"dumpcap {self.cap.status.captured:,} pkts"]
+        captured = self.cap.status.captured  # dumpcap's own count, updated about once a second
+        parts = [f"dumpcap {captured:,} pkts (not yet scored {max(0, captured - packets):,})"]
         if d is not None:
             parts.append(f"iface rx drops {d:,}")
         return ", ".join(parts)
@@ -439,7 +440,7 @@ class LiveLoop:
 
     def _status(self, rate: float) -> None:
         up = time.monotonic() - self.stats.started
-        src = self.source.status()
+        src = self.source.status(self.stats.packets)
         self.err.write(
             f"flowdet live: {up:6.0f} s  {self.stats.packets:,} pkts ({rate:,.0f} pkt/s)  "
             f"{self.pipe.table.live_flows:,} open flows  {self._alerts_text()}"
