@@ -560,12 +560,15 @@ def test_dropbear_clients_make_real_dropbear_sessions(
     from flowdet.lab.scenarios import ssh
 
     monkeypatch.setattr(ssh, "_dropbear", lambda rng, share=0.25: True)
-    chosen = scenarios.select("quick", ["ssh-reverse-web", "ssh-interactive"])
+    chosen = scenarios.select(
+        "quick", ["ssh-interactive", "ssh-reverse-web", "ssh-remote-commands"]
+    )
     out = tmp_path / "lab"
-    report = runner.Runner(out, chosen, jobs=2).run()
+    report = runner.Runner(out, chosen, jobs=3).run()
     assert [(r.name, r.status, r.notes.get("dropbear")) for r in report.results] == [
+        ("ssh-interactive", "ok", True),  # through a pty: dbclient wants a terminal
         ("ssh-reverse-web", "ok", True),
-        ("ssh-interactive", "ok", True),
+        ("ssh-remote-commands", "ok", True),
     ]
     for r in lab_helpers.labels_of(out):
         flows = _ssh_flows(out, r["pcap"], {int(r["server_port"])})
