@@ -515,6 +515,46 @@ def ntp_polls(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         return s.finish()
 
 
+def desktop_mix(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
+    """One busy workstation: DNS, HTTPS browsing, a notification socket, NTP and a log
+    shipper all at once, so flows interleave in time as they do on a real host."""
+    far = _far(lab)
+    with _Session(lab, "benign-desktop-mix", rng) as s:
+        ip, ip2 = lab.ip("outside"), lab.ip(far)
+        sni = _web_server(s, "outside", 0, 443, "", "nginx")
+        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        s.server("outside", 53, "udp", "dns", _module("dns", "server", "--bind", ip, "--port", 53))
+        s.server(far, 8080, "tcp", "websocket", _module(
+            "websocket", "server", "--bind", ip2, "--port", 8080, "--seed", s.seed(),
+            "--interval", _period(profile, rng, (4, 12))))  # fmt: skip
+        s.server(far, 123, "udp", "ntp", _module("ntp", "server", "--bind", ip2, "--port", 123))
+        lcert, lkey = s.cert(far, "logs.corp.example")
+        s.server(far, 5170, "tcp", "log-intake", _module(
+            "linejson", "server", "--bind", ip2, "--port", 5170, "--tls", "--cert", lcert,
+            "--key", lkey, "--seed", s.seed()))  # fmt: skip
+        d = DURATION[profile]
+        s.client("dns", _module(
+            "dns", "client", "--server", ip, "--port", 53, "--duration", d, "--seed", s.seed(),
+            "--interval", _period(profile, rng, (3, 10))), d)  # fmt: skip
+        s.client("browse", _module(
+            "web", "browse", "--server", ip, "--port", 443, *_tls_args(cert, sni),
+            "--interval", _period(profile, rng, (4, 15)), "--connections", rng.randint(2, 6),
+            "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+        s.client("notify", _module(
+            "websocket", "client", "--server", ip2, "--port", 8080, "--mode", "notify",
+            "--interval", _period(profile, rng, (10, 30)), "--duration", d,
+            "--seed", s.seed()), d)  # fmt: skip
+        s.client("ntp", _module(
+            "ntp", "client", "--server", ip2, "--port", 123, "--duration", d, "--seed", s.seed(),
+            "--interval", 1.0 if profile == "quick" else 16.0 if profile == "standard" else 64.0),
+            d)  # fmt: skip
+        s.client("shipper", _module(
+            "linejson", "client", "--server", ip2, "--port", 5170, "--mode", "ship",
+            *_tls_args(lcert, "logs.corp.example"), "--interval", _period(profile, rng, (2, 8)),
+            "--duration", d, "--seed", s.seed()), d)  # fmt: skip
+        return s.finish()
+
+
 def _scenario(name: str, profiles: frozenset[str], run: Any, description: str) -> Scenario:
     return Scenario(name, LABEL, description, profiles, run)
 
@@ -548,6 +588,8 @@ SCENARIOS: list[Scenario] = [
               "HTTPS browsing and a curl download through an HTTP CONNECT proxy on 3128"),
     _scenario("benign-web-terminal", STANDARD, web_terminal,
               "a ttyd-style web terminal over wss: keystrokes, echoes and output bursts"),
+    _scenario("benign-desktop-mix", STANDARD, desktop_mix,
+              "a busy workstation: DNS, HTTPS, notification websocket, NTP, log shipper at once"),
     _scenario("benign-metrics-scrape", STANDARD, metrics_scrape,
               "a scraper polling nginx stub_status and a JSON endpoint over TLS at a fixed period"),
     _scenario("benign-mqtt", STANDARD, mqtt_keepalive,
