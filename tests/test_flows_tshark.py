@@ -37,8 +37,9 @@ from flowdet.capture import open_capture
 from flowdet.errors import CaptureError
 from flowdet.flows import FlowConfig, FlowTable
 
-TUNNEL_PROTOS = {4, 41, 47, 50, 97, 115}  # IPIP, IPv6, GRE, ESP, EtherIP, L2TPv3
-TUNNEL_PORTS = {1701, 2152, 2123, 3544, 4500, 4754, 4789, 5072, 5246, 5247, 6081, 8472}
+TUNNEL_PROTOS = {4, 41, 47, 97, 115}  # IPIP, IPv6-in-IP, GRE, EtherIP, L2TPv3
+# L2TP, GTP-U, Teredo, GRE-in-UDP, VXLAN, AYIYA, CAPWAP (2), Geneve, Linux VXLAN
+TUNNEL_PORTS = {1701, 2152, 3544, 4754, 4789, 5072, 5246, 5247, 6081, 8472}
 ICMP_ERRORS = {(1, t) for t in (3, 4, 5, 11, 12)} | {(58, t) for t in (1, 2, 3, 4)}
 UNIT = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
 
