@@ -457,3 +457,25 @@ def test_growth_paths_keep_every_flow_and_payload():
         assert r.payload_toclient == [b"r%d" % i]
         assert (r.pkts_toserver, r.pkts_toclient) == (1, 1)
     assert len({r.flow_id for r in final}) == n
+
+
+def test_late_syn_from_the_other_side_flips_the_orientation():
+    """Initiator = the pure SYN's sender even when a responder packet was captured first."""
+    pk = [
+        P(1.0, B, 80, A, 40000, flags="A", payload=10, seq=7),  # stray packet from the server
+        P(1.1, A, 40000, B, 80, flags="S"),
+        P(1.2, B, 80, A, 40000, flags="SA"),
+        P(1.3, A, 40000, B, 80, flags="PA", payload=5, seq=1),
+    ]
+    (rec,) = run(pk)
+    assert (rec.src_ip, rec.src_port) == (A, 40000)
+    assert (rec.pkts_toserver, rec.pkts_toclient) == (2, 2)
+    assert rec.syn_toserver == 1 and rec.syn_toclient == 1
+    assert rec.payload_toclient == [P(0, A, 0, B, 0, payload=10).payload_bytes]
+    assert rec.payload_toserver == [P(0, A, 0, B, 0, payload=5).payload_bytes]
+    assert rec.first_pkts["dir"] == [1, 0, 1, 0]
+    assert rec.size_max_toclient == 50 and rec.size_max_toserver == 45
+    # a SYN seen first keeps its orientation against a later pure SYN from the other side
+    pk2 = [P(1.0, A, 40000, B, 80, flags="S"), P(1.1, B, 80, A, 40000, flags="S")]
+    (rec2,) = run(pk2)
+    assert rec2.src_ip == A and rec2.syn_toclient == 1

@@ -24,6 +24,9 @@ from flowdet.flows.layout import (
     BYTES,
     CKPT_FIRED,
     CLOSE_TS,
+    DIR_BLOCKS_S,
+    DIR_PAIRS_G,
+    DIR_PAIRS_S,
     FIN_SEEN,
     FIRST_DPORT,
     FIRST_FROM_INIT,
@@ -84,6 +87,7 @@ from flowdet.flows.layout import (
     SIZE_MEAN,
     SIZE_MIN,
     START,
+    SYN_SEEN,
 )
 
 I64MAX = np.iinfo(np.int64).max
@@ -143,6 +147,7 @@ _KEEP_ON_SEGMENT = (
     FIN_SEEN,
     FIN_SEEN + 1,
     RST_SEEN,
+    SYN_SEEN,
     PAY_ROW,
 )
 
@@ -196,6 +201,28 @@ def _free(st, sl, ctr, freed):
     S[sl, LIVE] = 0
     freed[ctr[C_FREED_N]] = sl
     ctr[C_FREED_N] += 1
+
+
+@nb.njit(cache=True)
+def _flip(S, G, SEQM, POOL, sl):
+    """Swap initiator and responder: a pure SYN came from the side taken for the responder
+    before any SYN was seen (the capture started mid-handshake or out of order)."""
+    row = S[sl]
+    for c in DIR_PAIRS_S:
+        row[c], row[c + 1] = row[c + 1], row[c]
+    for c, w in DIR_BLOCKS_S:
+        for j in range(w):
+            row[c + j], row[c + w + j] = row[c + w + j], row[c + j]
+    for c in DIR_PAIRS_G:
+        G[sl, c], G[sl, c + 1] = G[sl, c + 1], G[sl, c]
+    for j in range(SEQM.shape[1]):
+        SEQM[sl, j] ^= 1 << SEQ_DIR_SHIFT
+    pr = row[PAY_ROW]
+    if pr >= 0:
+        for j in range(PAY_BYTES):
+            POOL[pr, j], POOL[pr, PAY_BYTES + j] = POOL[pr, PAY_BYTES + j], POOL[pr, j]
+    row[INIT_A] = 1 - row[INIT_A]
+    row[FIRST_FROM_INIT] = 1 - row[FIRST_FROM_INIT]
 
 
 @nb.njit(cache=True, inline="always")
@@ -363,6 +390,11 @@ def process(
             row[FIRST_SPORT] = sport[i]
             row[FIRST_DPORT] = dport[i]
         d = 0 if src_a == row[INIT_A] else 1
+        if is_tcp and (f & 0x12) == 0x02:
+            if d == 1 and row[SYN_SEEN] == 0 and row[CLOSE_TS] < 0:
+                _flip(S, G, SEQM, POOL, sl)
+                d = 0
+            row[SYN_SEEN] = 1
         npk = row[NPK]
         if npk == 0:
             row[START] = t

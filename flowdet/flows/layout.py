@@ -55,6 +55,7 @@ CKPT_FIRED = _int()  # bit j: time checkpoint j already emitted for this segment
 CLOSE_TS = _int()  # ns when FIN both ways or RST made the flow end; -1 while open
 FIN_SEEN = _int(2)
 RST_SEEN = _int()
+SYN_SEEN = _int()  # a pure SYN (SYN without ACK) was seen in the flow
 IDLE_GAPS = _int()
 MAX_GAP = _int()
 IAT_MIN_ALL = _int()
@@ -85,6 +86,32 @@ FLAGS = _int(2 * N_FLAGS)  # [dir * 8 + bit]
 HIST = _int(2 * HIST_BINS)  # [dir * HIST_BINS + bin]
 N_INT = _n_int
 
+# Per-direction column pairs/blocks of S and G, swapped when the orientation flips.
+DIR_PAIRS_S = (
+    FIN_SEEN,
+    PKTS,
+    BYTES,
+    IPBYTES,
+    PBYTES,
+    PPKTS,
+    BARE_ACK,
+    FRAGS,
+    BURSTS,
+    LAST_TS,
+    LAST_PTS,
+    SIZE_MIN,
+    SIZE_MAX,
+    IAT_MIN,
+    IAT_MAX,
+    PIAT_MIN,
+    PIAT_MAX,
+    PIAT_N,
+    PAY_N,
+    PAY_USED,
+    PAY_SEQ,
+)
+DIR_BLOCKS_S = ((PAY_LEN, PAY_MSGS), (FLAGS, N_FLAGS), (HIST, HIST_BINS))
+
 # --- float64 state G -----------------------------------------------------------------------
 SIZE_MEAN = _flt(2)
 SIZE_M2 = _flt(2)
@@ -95,6 +122,7 @@ PIAT_M2 = _flt(2)
 IAT_MEAN_ALL = _flt()
 IAT_M2_ALL = _flt()
 N_FLT = _n_flt
+DIR_PAIRS_G = (SIZE_MEAN, SIZE_M2, IAT_MEAN, IAT_M2, PIAT_MEAN, PIAT_M2)
 
 # Key columns (uint64): canonical endpoints a, b and ports/proto packed as pa<<24 | pb<<8 | proto.
 K_AHI, K_ALO, K_BHI, K_BLO, K_PP = range(5)

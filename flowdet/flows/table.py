@@ -2,9 +2,10 @@
 
 Bidirectional flows are keyed on the canonical 5-tuple (flowdet.flows.keys). The
 *initiator* is the sender of a pure SYN (SYN without ACK); if the first packet seen is a
-SYN-ACK, its receiver; otherwise the sender of the first packet seen. The orientation is
-fixed at the flow's first packet (unlike Zeek, a late SYN from the other side does not flip
-it).
+SYN-ACK, its receiver; otherwise the sender of the first packet seen. If a pure SYN later
+comes from the side taken for the responder before any SYN was seen, the flow flips (as
+Zeek's '^' history), counters and sequences included; checkpoints emitted before the flip
+keep the earlier orientation.
 
 A flow ends, and a record is emitted, when:
 - fin / rst: TCP saw FIN in both directions, or a RST; packets within `tcp_linger` after that
