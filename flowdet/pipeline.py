@@ -374,11 +374,43 @@ class ScoringPipeline:
             return
         drivers = self.explainer.drivers(X[alert], [verdicts[j].label for j in alert])
         method = self.explainer.method
-        for j, d in zip(alert, drivers, strict=True):
+        raw = self._estimator_proba(X[alert])
+        for n, (j, d) in enumerate(zip(alert, drivers, strict=True)):
             v = verdicts[j]
             v.drivers_method, v.drivers = (method if d else "none"), d
             weights = {n: w for n, _, w in d}
             v.reasons = flow_reasons(v.record, v.signature, v.label, weights or None)
+            if raw is not None and v.threshold is not None:
+                p_raw = float(raw[n, self.classes.index(v.label)])
+                if p_raw < v.threshold:
+                    # the trees alone would not have alerted: a rule of the model did
+                    v.reasons.insert(
+                        0,
+                        Reason(
+                            f"decided by the model's rule on parsed protocol evidence: "
+                            f"P({v.label}) {v.proba[v.label]:.2f}, the trees alone "
+                            f"{p_raw:.2f} (threshold {v.threshold:.2f})",
+                            "model:rule",
+                        ),
+                    )
+
+    def _estimator_proba(self, X: np.ndarray) -> np.ndarray | None:
+        """The bare estimator's probabilities in the detector's class order, when the
+        detector adjusts them afterwards (flowdet.model: domain gate, evidence floor), so a
+        verdict made by such a rule rather than by the trees can say so; else None."""
+        est = getattr(self.detector, "estimator", None)
+        classes = [str(c) for c in getattr(est, "classes_", [])]
+        if (
+            est is None
+            or not hasattr(est, "predict_proba")
+            or not set(classes) <= set(self.classes)
+        ):
+            return None
+        P = est.predict_proba(np.asarray(X, dtype=np.float32))
+        out = np.zeros((len(X), len(self.classes)))
+        for j, c in enumerate(classes):
+            out[:, self.classes.index(c)] = P[:, j]
+        return out
 
     def _verdict(
         self,

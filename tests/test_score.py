@@ -659,3 +659,23 @@ def test_domain_gate_on_columns_agrees_with_the_model(corpus):
         n_out += int(out.sum())
         n_in += int((~out).sum())
     assert n_out > 0 and n_in > 0
+
+
+def test_alert_made_by_a_model_rule_says_so(corpus):
+    """A detector whose rule lifts a probability over the threshold (the shipped model's
+    evidence floor does) where its trees alone would not: the first reason says so."""
+
+    class Floor(FakeDetector):
+        def predict_proba(self, X):
+            P = super().predict_proba(X)
+            P[:, 1] = np.maximum(P[:, 1], 0.96)
+            return P / P.sum(axis=1, keepdims=True)
+
+    det = Floor()
+    path = corpus / "mining-real" / "cgminer.s2.pcapng"
+    verdicts, _ = _score(path, detector=det)
+    by_rule = [v for v in verdicts if v.reasons and v.reasons[0].source == "model:rule"]
+    assert by_rule and len(by_rule) < len(verdicts)  # stratum flows: the trees agree
+    for v in by_rule:
+        assert v.reasons[0].text.startswith("decided by the model's rule")
+        assert f"P(mining) {v.proba['mining']:.2f}" in v.reasons[0].text
