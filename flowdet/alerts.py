@@ -108,7 +108,8 @@ ALERT_FIELDS: tuple[AlertField, ...] = (
     AlertField(
         "reason_sources",
         "array",
-        "Where each reason comes from: signature:<family> or flow:<describer> (jsonl only)",
+        "Where each reason comes from: signature:<family>, flow:<describer> or model:rule "
+        "(jsonl only)",
         csv=False,
     ),
     AlertField(
