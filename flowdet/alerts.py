@@ -136,7 +136,8 @@ def fields_markdown() -> str:
     lines = ["| field | type | csv | description |", "| --- | --- | --- | --- |"]
     for f in ALERT_FIELDS:
         csv_ = "yes" if f.csv else "no"
-        lines.append(f"| `{f.name}` | {f.type.replace('|', ' or ')} | {csv_} | {f.doc} |")
+        doc = f.doc.replace("|", "\\|")  # a pipe would end the markdown cell
+        lines.append(f"| `{f.name}` | {f.type.replace('|', ' or ')} | {csv_} | {doc} |")
     return "\n".join(lines) + "\n"
 
 
