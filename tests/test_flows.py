@@ -479,3 +479,10 @@ def test_late_syn_from_the_other_side_flips_the_orientation():
     pk2 = [P(1.0, A, 40000, B, 80, flags="S"), P(1.1, B, 80, A, 40000, flags="S")]
     (rec2,) = run(pk2)
     assert rec2.src_ip == A and rec2.syn_toclient == 1
+
+
+def test_checkpoint_names_follow_the_config_order():
+    pk = [P(float(i), A, 1, B, 2, proto=17) for i in range(6)]
+    recs = run(pk, FlowConfig(checkpoint_packets=(5, 2), checkpoint_seconds=(4.0, 1.0)))
+    cps = {r.checkpoint: r.pkts_toserver for r in recs if r.end_reason == "checkpoint"}
+    assert cps == {"pkts:2": 2, "pkts:5": 5, "secs:1": 1, "secs:4": 4}

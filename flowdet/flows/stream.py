@@ -46,11 +46,11 @@ def iter_flow_blocks(
 
     table = table or FlowTable(config)
     for src in sources:
-        reader = open_capture(src)
-        for batch in reader:
-            blk = table.update(batch)
-            if len(blk):
-                yield src, blk
+        with open_capture(src) as reader:
+            for batch in reader:
+                blk = table.update(batch)
+                if len(blk):
+                    yield src, blk
         blk = table.flush()
         if len(blk):
             yield src, blk

@@ -72,7 +72,7 @@ class FlowTable:
         self.config = config or FlowConfig()
         c = self.config
         self.checkpoint_names = tuple(c.checkpoint_names)
-        self._ck_pkts = np.array(sorted(c.checkpoint_packets), dtype=np.int64)
+        self._ck_pkts = np.array(c.checkpoint_packets, dtype=np.int64)  # order = names
         self._ck_secs = np.array([round(x * NS) for x in c.checkpoint_seconds], dtype=np.int64)
         self._cfg = np.zeros(K.N_CFG, dtype=np.int64)
         self._cfg[K.G_IDLE_TCP] = round(c.idle_timeout_tcp * NS)
