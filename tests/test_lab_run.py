@@ -576,3 +576,20 @@ def test_dropbear_clients_make_real_dropbear_sessions(
         assert str(f["c_banner"]).startswith("SSH-2.0-dropbear_"), f
         assert str(f["s_banner"]).startswith("SSH-2.0-OpenSSH_"), f
         assert {20, 21, 30} <= f["c_codes"] and {20, 21, 31} <= f["s_codes"]  # type: ignore[operator]
+
+
+def test_a_seed_repeats_its_choices(root: None, tmp_path: Path) -> None:
+    """Same seed, same scenario: the same WAN, ciphers, ports and workload; another seed
+    changes them (client ports and timings are the kernel's and the clock's, not ours)."""
+    from flowdet.lab import runner, scenarios
+
+    chosen = scenarios.select("quick", ["ssh-multiplexed"])
+
+    def choices(out: Path, seed: int) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        (res,) = runner.Runner(out, chosen, seed=seed).run().results
+        assert res.status == "ok", res.error
+        return res.wan, res.notes
+
+    a = choices(tmp_path / "a", 5)
+    assert choices(tmp_path / "b", 5) == a
+    assert choices(tmp_path / "c", 6) != a
