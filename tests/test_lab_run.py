@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -590,6 +591,8 @@ def test_a_seed_repeats_its_choices(root: None, tmp_path: Path) -> None:
         assert res.status == "ok", res.error
         return res.wan, res.notes
 
-    a = choices(tmp_path / "a", 5)
-    assert choices(tmp_path / "b", 5) == a
-    assert choices(tmp_path / "c", 6) != a
+    wan, notes = choices(tmp_path / "a", 5)
+    assert choices(tmp_path / "b", 5) == (wan, notes)
+    assert notes["ssh_port"] in (22, 443, 2222) and "crypto" in notes
+    other_seed = Wan.choose(random.Random("6:ssh-multiplexed:wan")).to_json()
+    assert other_seed != wan["outside"]  # another seed, another path
