@@ -1,7 +1,7 @@
 """Highest packet rate `flowdet live` keeps up with, against nfstream's live mode.
 
     sudo .venv/bin/python benchmarks/live_throughput.py [--rates 50000,100000,200000,300000]
-        [--limit 1000000] [--no-nfstream] [--json out.json]
+        [--limit 1000000] [--tools flowdet,nfstream] [--json out.json]
 
 Two namespaces of our own joined by a veth pair (offloads off, IPv6 off). tcpreplay sends
 the benchmark mix (../shared/bench/make_mix.sh via benchmarks/_common.mix_path: ~1M
@@ -193,18 +193,23 @@ def parse_tcpreplay(text: str) -> dict:
     return out
 
 
-def one_rate(v: VethPair, mix: Path, rate: int, limit: int, nfstream: bool, tmp: Path) -> dict:
+def one_rate(
+    v: VethPair, mix: Path, rate: int, limit: int, tools: tuple[str, ...], tmp: Path
+) -> dict:
     flog, nlog = tmp / f"flowdet-{rate}.log", tmp / f"nfstream-{rate}.log"
-    with open(flog, "wb") as f:
-        fd = subprocess.Popen(
-            v.ns(v.rx, PY, "-m", "flowdet.cli", "live", "-i", "vrx", "--format", "jsonl",
-                 "-o", str(tmp / f"alerts-{rate}.jsonl"), "--status-interval", "1"),
-            stdout=subprocess.DEVNULL, stderr=f, start_new_session=True, cwd=REPO,
-        )  # fmt: skip
-    nf = None
+    fd = nf = None
+    rep = None
     try:
-        _wait_text(flog, "capturing on", fd, 120)
-        if nfstream:
+        if "flowdet" in tools:
+            with open(flog, "wb") as f:
+                fd = subprocess.Popen(
+                    v.ns(v.rx, PY, "-m", "flowdet.cli", "live", "-i", "vrx", "--format",
+                         "jsonl", "-o", str(tmp / f"alerts-{rate}.jsonl"),
+                         "--status-interval", "1"),
+                    stdout=subprocess.DEVNULL, stderr=f, start_new_session=True, cwd=REPO,
+                )  # fmt: skip
+            _wait_text(flog, "capturing on", fd, 120)
+        if "nfstream" in tools:
             with open(nlog, "wb") as f:
                 nf = subprocess.Popen(
                     v.ns(v.rx, PY, "-c", NFSTREAM_RUNNER, "vrx"),
@@ -217,33 +222,33 @@ def one_rate(v: VethPair, mix: Path, rate: int, limit: int, nfstream: bool, tmp:
         if rep.returncode != 0:
             raise RuntimeError(f"tcpreplay failed: {rep.stderr.strip()[-500:]}")
         sent = parse_tcpreplay(rep.stdout + rep.stderr).get("sent", 0)
-        # let both tools drain what the kernel buffered: until they have seen every packet
+        # let the tools drain what the kernel buffered: until they have seen every packet
         # sent, or their counts stop moving
-        _drain(flog, _flowdet_running_count, sent)
+        if fd is not None:
+            _drain(flog, _flowdet_running_count, sent)
         if nf is not None:
             _drain(nlog, lambda t: parse_nfstream(t)["packets"], sent)
         after = v.drops()
     finally:
-        _stop(fd, signal.SIGTERM)
+        if fd is not None:
+            _stop(fd, signal.SIGTERM)
         if nf is not None:
             _stop(nf, signal.SIGINT)
-    res = {"rate_pps": rate, "tcpreplay": parse_tcpreplay(rep.stdout + rep.stderr)}
+    res: dict = {"rate_pps": rate, "tools": list(tools)}
+    res["tcpreplay"] = tr = parse_tcpreplay(rep.stdout + rep.stderr)
     res["veth_drops"] = {k: after[k] - before.get(k, 0) for k in after}
-    res["flowdet"] = parse_flowdet(flog.read_text(errors="replace"))
-    if nfstream:
-        res["nfstream"] = parse_nfstream(nlog.read_text(errors="replace"))
-    tr = res["tcpreplay"]
     # "sent" excludes tcpreplay's "failed" packets (frames it could not send); rx_drop on
     # the veth counts frames the stack had no handler for, after packet sockets saw them
     on_wire = tr.get("sent", -1)
-    fdr = res["flowdet"]
-    res["flowdet_kept_up"] = bool(
-        fdr.get("dumpcap_dropped", 1) == 0
-        and fdr.get("packets") == fdr.get("dumpcap_received")
-        and (fdr.get("dumpcap_received") or 0) >= on_wire
-    )
-    if nfstream:
-        nr = res["nfstream"]
+    if fd is not None:
+        res["flowdet"] = fdr = parse_flowdet(flog.read_text(errors="replace"))
+        res["flowdet_kept_up"] = bool(
+            fdr.get("dumpcap_dropped", 1) == 0
+            and fdr.get("packets") == fdr.get("dumpcap_received")
+            and (fdr.get("dumpcap_received") or 0) >= on_wire
+        )
+    if nf is not None:
+        res["nfstream"] = nr = parse_nfstream(nlog.read_text(errors="replace"))
         res["nfstream_kept_up"] = bool(nr.get("packets") is not None and nr.get("dropped") == 0)
     return res
 
@@ -252,7 +257,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="25000,50000,100000,150000,200000,300000")
     ap.add_argument("--limit", type=int, default=1_000_000, help="packets sent per rate")
-    ap.add_argument("--no-nfstream", action="store_true")
+    ap.add_argument(
+        "--tools",
+        default="flowdet,nfstream",
+        help="comma-separated: flowdet, nfstream (both: side by side in the same run)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -260,27 +269,33 @@ def main() -> int:
         return 2
     mix = mix_path()
     rates = [int(r) for r in args.rates.split(",")]
+    tools = tuple(t for t in ("flowdet", "nfstream") if t in args.tools.split(","))
+    if not tools:
+        print("--tools: flowdet and/or nfstream", file=sys.stderr)
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="flowdet-live-tp-") as t, VethPair() as v:
         for rate in rates:
-            res = one_rate(v, mix, rate, args.limit, not args.no_nfstream, Path(t))
+            res = one_rate(v, mix, rate, args.limit, tools, Path(t))
             print(json.dumps(res), flush=True)
             results.append(res)
     print("\nrate (pps)  achieved   sent       flowdet seen  dumpcap drops  nfstream seen  "
           "nfstream drops  veth drops")  # fmt: skip
     for r in results:
-        tr, fd, nf = r["tcpreplay"], r["flowdet"], r.get("nfstream", {})
+        tr, fd, nf = r["tcpreplay"], r.get("flowdet", {}), r.get("nfstream", {})
         print(
             f"{r['rate_pps']:>10,}  {tr.get('achieved_pps', 0):>9,.0f}  {tr.get('sent', 0):>9,}  "
             f"{fd.get('packets', 0):>12,}  {fd.get('dumpcap_dropped', -1):>13,}  "
             f"{(nf.get('packets') or 0):>13,}  {(nf.get('dropped') or 0):>14,}  "
             f"{sum(r['veth_drops'].values()):>10,}"
         )
-    best_fd = max((r["rate_pps"] for r in results if r["flowdet_kept_up"]), default=0)
-    print(f"\nflowdet live: highest rate with every packet seen and zero drops: {best_fd:,} pps")
-    if not args.no_nfstream:
+    alone = " (alone)" if len(tools) == 1 else " (side by side with the other)"
+    if "flowdet" in tools:
+        best_fd = max((r["rate_pps"] for r in results if r["flowdet_kept_up"]), default=0)
+        print(f"\nflowdet live{alone}: highest rate with zero drops: {best_fd:,} pps")
+    if "nfstream" in tools:
         best_nf = max((r["rate_pps"] for r in results if r.get("nfstream_kept_up")), default=0)
-        print(f"nfstream live: highest rate with every packet seen and zero drops: {best_nf:,} pps")
+        print(f"nfstream live{alone}: highest rate with zero drops: {best_nf:,} pps")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
