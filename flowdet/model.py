@@ -77,15 +77,20 @@ class Detector:
             )
         if X.shape[0] == 0:
             return np.zeros((0, len(self.classes)))
-        with single_threaded():
-            proba = self.estimator.predict_proba(X)
-        est_classes = [str(c) for c in self.estimator.classes_]
-        if est_classes != list(self.classes):
-            out = np.zeros((X.shape[0], len(self.classes)))
-            for j, c in enumerate(est_classes):
-                out[:, self.classes.index(c)] = proba[:, j]
-            proba = out
-        return apply_gate(X, proba, self.classes)
+        # Rows where the gate rules out every alert class are benign whatever the trees say:
+        # skip them (on the 1M-packet mix most flows are; predict CPU 3.6 s -> see docs).
+        out = np.zeros((X.shape[0], len(self.classes)))
+        if BENIGN in self.classes:
+            ask = ~gated(X)
+            out[~ask, self.classes.index(BENIGN)] = 1.0
+        else:
+            ask = np.ones(X.shape[0], bool)
+        if ask.any():
+            with single_threaded():
+                proba = self.estimator.predict_proba(X[ask])
+            for j, c in enumerate(self.estimator.classes_):
+                out[ask, self.classes.index(str(c))] = proba[:, j]
+        return apply_gate(X, out, self.classes)
 
     def decide(
         self, proba: np.ndarray, thresholds: Mapping[str, float] | None = None
