@@ -12,6 +12,7 @@ import pytest
 from flows_synth import FLAG_BITS, NS, P, make_batch, tcp_session
 
 from flowdet.capture.batch import Status
+from flowdet.errors import FlowdetError
 from flowdet.flows import RECORD_FIELDS, FlowConfig, FlowRecord, FlowTable
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
@@ -38,7 +39,12 @@ def _stats(xs: list[float]) -> tuple[float, float, float, float]:
     return min(xs), max(xs), statistics.fmean(xs), statistics.pstdev(xs)
 
 
-def reference(pkts: list[P], initiator: tuple[str, int], gap: float = 1.0) -> dict:
+def reference(
+    pkts: list[P],
+    initiator: tuple[str, int],
+    gap: float = 1.0,
+    pay_bytes: int = FlowConfig().payload_bytes,
+) -> dict:
     """Expected record fields for one flow, computed the obvious way."""
     dirs = [0 if (p.src, p.sport) == initiator else 1 for p in pkts]
     t = [p.ts_ns / NS for p in pkts]
@@ -90,11 +96,11 @@ def reference(pkts: list[P], initiator: tuple[str, int], gap: float = 1.0) -> di
         msgs: list[bytes] = []
         used, last_seq = 0, None
         for p in pay:
-            if len(msgs) == 4 or used >= 1024:
+            if len(msgs) == 4 or used >= pay_bytes:
                 break
             if p.proto == 6 and msgs and p.seq == last_seq:
                 continue
-            m = p.payload_bytes[: 1024 - used]
+            m = p.payload_bytes[: pay_bytes - used]
             msgs.append(m)
             used += len(m)
             last_seq = p.seq
@@ -415,8 +421,12 @@ def test_last_packets_ring_in_long_flow():
     assert rec.last_pkts["dir"] == [1 if i % 3 else 0 for i in range(68, 100)]  # B initiates
 
 
-def test_payload_prefix_keeps_message_boundaries_and_caps():
-    msgs = [b"GET / HTTP/1.1\r\n", b"x" * 700, b"y" * 700, b"z" * 10, b"w" * 10]
+@pytest.mark.parametrize("cap", [1024, 2048, None])
+def test_payload_prefix_keeps_message_boundaries_and_caps(cap):
+    config = FlowConfig() if cap is None else FlowConfig(payload_bytes=cap)
+    cap = config.payload_bytes
+    big = cap * 700 // 1024
+    msgs = [b"GET / HTTP/1.1\r\n", b"x" * big, b"y" * big, b"z" * 10, b"w" * 10]
     pk = [P(1.0, A, 1, B, 2, flags="S")]
     seq = 1
     for i, m in enumerate(msgs):
@@ -424,11 +434,11 @@ def test_payload_prefix_keeps_message_boundaries_and_caps():
         if i == 0:  # a retransmission of the first message is skipped
             pk.append(P(1.15, A, 1, B, 2, flags="PA", payload=m, seq=seq))
         seq += len(m)
-    (rec,) = run(pk)
+    (rec,) = run(pk, config)
     kept = rec.payload_toserver
     assert kept[0] == msgs[0] and kept[1] == msgs[1]
-    assert kept[2] == msgs[2][: 1024 - len(msgs[0]) - 700]
-    assert len(kept) == 3 and sum(map(len, kept)) == 1024
+    assert kept[2] == msgs[2][: cap - len(msgs[0]) - big]
+    assert len(kept) == 3 and sum(map(len, kept)) == cap
     assert rec.payload_toclient == []
 
 
@@ -486,3 +496,11 @@ def test_checkpoint_names_follow_the_config_order():
     recs = run(pk, FlowConfig(checkpoint_packets=(5, 2), checkpoint_seconds=(4.0, 1.0)))
     cps = {r.checkpoint: r.pkts_toserver for r in recs if r.end_reason == "checkpoint"}
     assert cps == {"pkts:2": 2, "pkts:5": 5, "secs:1": 1, "secs:4": 4}
+
+
+def test_payload_bytes_zero_keeps_no_payload_and_bad_values_fail():
+    pk = [P(1.0, A, 1, B, 2, flags="S"), P(1.1, A, 1, B, 2, flags="PA", payload=b"abc", seq=1)]
+    (rec,) = run(pk, FlowConfig(payload_bytes=0))
+    assert rec.payload_toserver == [] and rec.payload_bytes_toserver == 3
+    with pytest.raises(FlowdetError, match="payload_bytes"):
+        FlowConfig(payload_bytes=-1)

@@ -121,6 +121,13 @@ class _Progress:
     help="Silence (seconds) counted as an idle gap / new burst.",
 )
 @click.option(
+    "--payload-bytes",
+    type=int,
+    default=_D.payload_bytes,
+    show_default=True,
+    help="Payload bytes kept per direction (first 4 payload packets; jsonl fields).",
+)
+@click.option(
     "--checkpoints",
     default="",
     metavar="LIST",
@@ -148,6 +155,7 @@ def flows_command(
     tcp_linger: float,
     max_flows: int,
     gap_threshold: float,
+    payload_bytes: int,
     checkpoints: str,
     progress: bool | None,
     show_fields: bool,
@@ -178,6 +186,7 @@ def flows_command(
         tcp_linger=tcp_linger,
         max_flows=max_flows,
         gap_threshold=gap_threshold,
+        payload_bytes=payload_bytes,
         checkpoint_packets=pk,
         checkpoint_seconds=ps,
     )

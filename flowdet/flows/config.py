@@ -14,6 +14,8 @@ NS = 1_000_000_000
 
 DEFAULT_CHECKPOINT_PACKETS: tuple[int, ...] = (8, 16, 32, 64, 128)
 DEFAULT_CHECKPOINT_SECONDS: tuple[float, ...] = (10.0, 60.0, 300.0)
+DEFAULT_PAYLOAD_BYTES = 2048
+MAX_PAYLOAD_BYTES = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class FlowConfig:
     checkpoint_packets: tuple[int, ...] = field(default=())
     checkpoint_seconds: tuple[float, ...] = field(default=())
     fragment_timeout: float = 60.0  # how long a first fragment waits for the others
+    # payload bytes kept per direction (first PAYLOAD_MESSAGES packets): 2048 holds an
+    # OpenSSH 9 KEXINIT (HASSH) and large TLS ClientHellos, which 1024 cut short
+    payload_bytes: int = DEFAULT_PAYLOAD_BYTES
 
     def __post_init__(self) -> None:
         for name in (
@@ -48,6 +53,11 @@ class FlowConfig:
             raise FlowdetError(f"flow setting tcp_linger must be >= 0, got {self.tcp_linger}")
         if self.max_flows < 1:
             raise FlowdetError(f"flow setting max_flows must be >= 1, got {self.max_flows}")
+        if not 0 <= self.payload_bytes <= MAX_PAYLOAD_BYTES:
+            raise FlowdetError(
+                f"flow setting payload_bytes must be 0..{MAX_PAYLOAD_BYTES}, "
+                f"got {self.payload_bytes}"
+            )
         if any(p < 1 for p in self.checkpoint_packets):
             raise FlowdetError("packet checkpoints must be >= 1")
         if any(not s > 0 for s in self.checkpoint_seconds):

@@ -55,7 +55,6 @@ from flowdet.flows.layout import (
     MAX_GAP,
     NPK,
     OOO,
-    PAY_BYTES,
     PAY_LEN,
     PAY_MSGS,
     PAY_N,
@@ -181,9 +180,10 @@ def _emit(st, out, ctr, sl, reason, ck):
     OSEQI[o, :] = SEQI[sl, :]
     pr = S[sl, PAY_ROW]
     if pr >= 0:
+        pay_bytes = POOL.shape[1] // 2
         for d in range(2):
             n = S[sl, PAY_USED + d]
-            base = d * PAY_BYTES
+            base = d * pay_bytes
             OPAY[o, base : base + n] = POOL[pr, base : base + n]
     OREA[o] = reason
     OCK[o] = ck
@@ -219,8 +219,9 @@ def _flip(S, G, SEQM, POOL, sl):
         SEQM[sl, j] ^= 1 << SEQ_DIR_SHIFT
     pr = row[PAY_ROW]
     if pr >= 0:
-        for j in range(PAY_BYTES):
-            POOL[pr, j], POOL[pr, PAY_BYTES + j] = POOL[pr, PAY_BYTES + j], POOL[pr, j]
+        pay_bytes = POOL.shape[1] // 2
+        for j in range(pay_bytes):
+            POOL[pr, j], POOL[pr, pay_bytes + j] = POOL[pr, pay_bytes + j], POOL[pr, j]
     row[INIT_A] = 1 - row[INIT_A]
     row[FIRST_FROM_INIT] = 1 - row[FIRST_FROM_INIT]
 
@@ -306,6 +307,7 @@ def process(
     fr_parent, fr_slot, fr_uid, fr_dir = fr
     S, G, SEQM, SEQI, POOL, pool_free = st[1], st[2], st[3], st[4], st[5], st[6]
     n_ck_p = ck_pkts.shape[0]
+    pay_bytes = POOL.shape[1] // 2  # FlowConfig.payload_bytes per direction
     out_cap = out[1].shape[0]
     max_emit = 3 + ck_secs.shape[0] + n_ck_p
     gap = cfg[G_GAP]
@@ -464,18 +466,18 @@ def process(
             # payload prefix, message by message
             pn = row[PAY_N + d]
             used = row[PAY_USED + d]
-            if pn < PAY_MSGS and used < PAY_BYTES:
+            if pn < PAY_MSGS and used < pay_bytes:
                 seq = np.int64(tcp_seq[i])
                 if not (is_tcp and pn > 0 and seq == row[PAY_SEQ + d]):
                     if row[PAY_ROW] < 0:
                         ctr[C_POOL_TOP] -= 1
                         row[PAY_ROW] = pool_free[ctr[C_POOL_TOP]]
                     po = np.int64(pay_off[i])
-                    m = min(pl, np.int64(caplen[i]) - po, PAY_BYTES - used)
+                    m = min(pl, np.int64(caplen[i]) - po, pay_bytes - used)
                     if m < 0:
                         m = 0
                     src = rec_off[i] + po
-                    dst = d * PAY_BYTES + used
+                    dst = d * pay_bytes + used
                     POOL[row[PAY_ROW], dst : dst + m] = data[src : src + m]
                     row[PAY_LEN + d * PAY_MSGS + pn] = m
                     row[PAY_N + d] = pn + 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 SEQ_N = 32  # first N packets, and a ring of the last N
 PAY_MSGS = 4  # payload-carrying packets kept per direction
-PAY_BYTES = 1024  # payload bytes kept per direction
 HIST_BINS = 12  # payload size bins: floor(log2(len)) for len >= 1, last bin open-ended
 N_FLAGS = 8  # FIN SYN RST PSH ACK URG ECE CWR, bit order of the TCP header
 

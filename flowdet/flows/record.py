@@ -20,6 +20,7 @@ import numpy as np
 
 from flowdet.community_id import community_id_from_key
 from flowdet.flows import layout as L
+from flowdet.flows.config import DEFAULT_PAYLOAD_BYTES
 
 DIRS = ("toserver", "toclient")
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
@@ -158,8 +159,10 @@ class FlowRecord:
     )
     payload_toserver: list[bytes] = field(
         metadata=_m(
-            "First payload messages from the initiator: up to 4 packets, 1024 bytes in all, one "
-            "entry per packet, TCP retransmissions of the last kept packet skipped (jsonl: base64)",
+            f"First payload messages from the initiator: up to {L.PAY_MSGS} packets, "
+            f"{DEFAULT_PAYLOAD_BYTES} bytes in all (FlowConfig.payload_bytes, --payload-bytes), "
+            "one entry per packet, TCP "
+            "retransmissions of the last kept packet skipped (jsonl: base64)",
             csv=False,
         ),
     )
@@ -211,7 +214,7 @@ class FlowBlock:
     g: np.ndarray  # float64 [n, N_FLT]
     seqm: np.ndarray  # int32 [n, 2 * SEQ_N]
     seqi: np.ndarray  # int64 [n, 2 * SEQ_N]
-    pay: np.ndarray  # uint8 [n, 2 * PAY_BYTES]
+    pay: np.ndarray  # uint8 [n, 2 * FlowConfig.payload_bytes]: toserver, then toclient
     reason: np.ndarray  # int8 [n]
     ckpt: np.ndarray  # int16 [n], index into checkpoint_names or -1
     checkpoint_names: tuple[str, ...] = ()
@@ -227,7 +230,7 @@ class FlowBlock:
             g=np.zeros((0, L.N_FLT), np.float64),
             seqm=np.zeros((0, 2 * L.SEQ_N), np.int32),
             seqi=np.zeros((0, 2 * L.SEQ_N), np.int64),
-            pay=np.zeros((0, 2 * L.PAY_BYTES), np.uint8),
+            pay=np.zeros((0, 0), np.uint8),
             reason=np.zeros(0, np.int8),
             ckpt=np.zeros(0, np.int16),
             checkpoint_names=checkpoint_names,
@@ -414,7 +417,7 @@ class FlowBlock:
     def _payloads(self, i: int, d: int) -> list[bytes]:
         s = self.s[i]
         n = int(s[L.PAY_N + d])
-        pos = d * L.PAY_BYTES
+        pos = d * (self.pay.shape[1] // 2)
         msgs = []
         for k in range(n):
             m = int(s[L.PAY_LEN + d * L.PAY_MSGS + k])

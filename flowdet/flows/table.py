@@ -114,7 +114,7 @@ class FlowTable:
     def _alloc_pool(self, cap: int) -> None:
         old = getattr(self, "_POOL", None)
         n0 = 0 if old is None else old.shape[0]
-        pool = np.zeros((cap, 2 * L.PAY_BYTES), np.uint8)
+        pool = np.zeros((cap, 2 * self.config.payload_bytes), np.uint8)
         free = np.zeros(cap, np.int64)
         top = int(self._ctr[K.C_POOL_TOP])
         if old is not None:
@@ -131,7 +131,7 @@ class FlowTable:
         self._OG = np.zeros((_OUT_CAP, L.N_FLT), np.float64)
         self._OSEQM = np.zeros((_OUT_CAP, 2 * L.SEQ_N), np.int32)
         self._OSEQI = np.zeros((_OUT_CAP, 2 * L.SEQ_N), np.int64)
-        self._OPAY = np.zeros((_OUT_CAP, 2 * L.PAY_BYTES), np.uint8)
+        self._OPAY = np.zeros((_OUT_CAP, 2 * self.config.payload_bytes), np.uint8)
         self._OREA = np.zeros(_OUT_CAP, np.int8)
         self._OCK = np.zeros(_OUT_CAP, np.int16)
 
