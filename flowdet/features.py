@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -201,10 +202,6 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _log(a: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(np.asarray(a, dtype=np.float64), 0.0))
-
-
-def _col(records: Sequence[FlowRecord], name: str, dtype: type = np.float64) -> np.ndarray:
-    return np.fromiter((getattr(r, name) for r in records), dtype=dtype, count=len(records))
 
 
 # -- SSH keystroke arithmetic ------------------------------------------------------------------
@@ -478,8 +475,42 @@ def early_features(seq: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 # -- whole-record statistics -------------------------------------------------------------------
+_PER_DIR = (
+    "pkts",
+    "payload_bytes",
+    "payload_pkts",
+    "bare_acks",
+    "psh",
+    "size_mean",
+    "size_std",
+    "piat_mean",
+    "piat_std",
+    "piat_min",
+    "piat_max",
+    "bursts",
+    "rst",
+)
+_SCALARS = (
+    "proto_num",
+    "duration",
+    "idle_gaps",
+    "max_gap",
+    "iat_std",
+    "iat_mean",
+    *(f"{k}_{d}" for d in DIRS for k in _PER_DIR),
+)
+_GET_SCALARS = attrgetter(*_SCALARS)
+
+
 def record_features(records: Sequence[FlowRecord]) -> np.ndarray:
     """Columns of `_record_names` from the records' accumulated counters."""
+    table = np.array([_GET_SCALARS(r) for r in records], dtype=np.float64)
+    table = table.reshape(len(records), len(_SCALARS))
+    col = {name: table[:, i] for i, name in enumerate(_SCALARS)}
+
+    def _col(_records: object, name: str, dtype: type = np.float64) -> np.ndarray:
+        return col[name].astype(dtype) if dtype is not np.float64 else col[name]
+
     proto = _col(records, "proto_num", np.int64)
     dur = _col(records, "duration")
     cols: list[np.ndarray] = [
