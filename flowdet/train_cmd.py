@@ -61,14 +61,17 @@ unless --unlabelled-benign.
     + """
 Every flow is read with the detector's checkpoints on (pkts:8,16,32,64,128, secs:10,60,300)
 and the model is trained on each checkpoint snapshot and the final record, weighted so that
-each flow counts once and each class equally. The report (stderr, and --report as JSON)
+each flow counts once, a scenario of many flows does not drown the others, and each class
+weighs the same (SSH-tunnel prefixes under 32 packets, only handshake, are not fitted). The
+report (stderr, and --report as JSON)
 comes from grouped cross-validation: a lab scenario (or a capture) is never in the training
 and the test folds at once. Same data and --seed give the same model card metrics.
 
 \b
-Example:
-  flowdet train /work/data/lab-standard ../shared/corpus/mining-real \\
-      -o flowdet/models/default.joblib --seed 1
+Example (the default model; see flowdet/models/README.md):
+  flowdet train /work/data/lab-standard /work/data/lab-ssh3 /work/data/lab-ssh4 \\
+      /work/data/lab-extra ../shared/corpus/mining-real \\
+      --benign ../shared/corpus/zeek-traces -o flowdet/models/default.joblib --seed 1
 """,
 )
 @click.argument("data", nargs=-1, required=True)
