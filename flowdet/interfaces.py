@@ -100,7 +100,7 @@ def list_interfaces(dumpcap: str | None = None) -> list[Interface]:
     return parse_machine_list(proc.stdout)
 
 
-def check_can_capture(iface: str, dumpcap: str | None = None) -> None:
+def check_can_capture(iface: str, dumpcap: str | None = None, prefix: str = "") -> None:
     """Open `iface` the way a capture would (dumpcap -L); CaptureSetupError with the reason."""
     dumpcap = dumpcap or find_dumpcap()
     try:
@@ -108,9 +108,11 @@ def check_can_capture(iface: str, dumpcap: str | None = None) -> None:
             [dumpcap, "-L", "-i", iface], capture_output=True, text=True, timeout=_TIMEOUT_S
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CaptureSetupError(f"dumpcap -L -i {iface} failed: {exc}") from None
+        raise CaptureSetupError(f"{prefix}dumpcap -L -i {iface} failed: {exc}") from None
     if proc.returncode != 0:
-        raise CaptureSetupError(f"cannot capture on {iface}: {describe_failure(proc.stderr)}")
+        raise CaptureSetupError(
+            f"{prefix}cannot capture on {iface}: {describe_failure(proc.stderr)}"
+        )
 
 
 def describe_failure(stderr: str) -> str:

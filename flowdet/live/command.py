@@ -221,6 +221,13 @@ def _run_live(
     from flowdet.score import load_detector
     from flowdet.verdicts import parse_thresholds
 
+    if ifaces:
+        from flowdet.interfaces import check_can_capture, find_dumpcap
+
+        # fail in a second on a missing interface or no permission, before the model loads
+        dumpcap = find_dumpcap()
+        for iface in dict.fromkeys(ifaces):
+            check_can_capture(iface, dumpcap, prefix="live: ")
     detector = load_detector(model)
     thr = parse_thresholds(thresholds, tuple(detector.classes))
     mname = model_name(getattr(detector, "card", {}))
