@@ -23,7 +23,7 @@ from flowdet.capture import open_capture
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWDET = [sys.executable, "-m", "flowdet.cli"]
-LIVE_ONLY = ("verdict_stage", "alert_event", "emitted")
+LIVE_ONLY = ("verdict_stage", "alert_event", "checkpoint", "emitted")
 
 
 def _mining(corpus: Path) -> Path:
@@ -108,6 +108,9 @@ def test_replay_gives_the_alerts_of_score(replay: dict) -> None:
     for r in early:
         assert r["end_reason"] == "checkpoint"
         assert r["verdict_checkpoint"].startswith(("pkts:", "secs:"))
+        assert r["checkpoint"].startswith(("pkts:", "secs:"))
+    for r in finals:
+        assert r["checkpoint"] is None
     for fid, r in first.items():
         assert r["alert_event"] == "alert", f"flow {fid}: first record is {r['alert_event']}"
     by_flow_final = {r["flow_id"]: r for r in finals}

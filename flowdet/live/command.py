@@ -163,7 +163,7 @@ def live_command(
     An alert is written once, at the earliest checkpoint over the threshold; an
     "alert_update" record follows if its label changes or its score rises; a "flow_end"
     record when an alerted flow ends. Records are `flowdet score` records plus
-    verdict_stage, alert_event and emitted (`--fields`).
+    verdict_stage, alert_event, checkpoint and emitted (`--fields`).
 
     A status line goes to stderr every few seconds; Ctrl-C or SIGTERM stops dumpcap,
     writes the final records of open flows and a summary, and exits 0. A missing

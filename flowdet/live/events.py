@@ -50,6 +50,12 @@ LIVE_FIELDS: tuple[AlertField, ...] = (
         "(label benign = the early alert is not confirmed by the full flow)",
     ),
     AlertField(
+        "checkpoint",
+        "string|null",
+        "The checkpoint this record was made at (pkts:N or secs:T; verdict_checkpoint is the "
+        "first one that crossed the threshold); null on final records",
+    ),
+    AlertField(
         "emitted",
         "string",
         "Wall-clock time the record was written, ISO 8601 UTC (timestamp - emitted = "
@@ -84,6 +90,7 @@ def live_record(ev: LiveEvent, model: str = "", emitted: str | None = None) -> d
     rec = alert_record(ev.verdict, model)
     rec["verdict_stage"] = ev.stage
     rec["alert_event"] = ev.event
+    rec["checkpoint"] = None if ev.verdict.final else (ev.verdict.record.checkpoint or None)
     rec["emitted"] = emitted or now_iso()
     return rec
 
