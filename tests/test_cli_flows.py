@@ -157,6 +157,26 @@ def test_sinks_write_exactly_the_records():
         for name in CSV_FIELDS:
             v = getattr(rec, name)
             assert row[name] == ("" if v is None else str(v)), name
+    ref = io.StringIO()
+    w = csv.writer(ref, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    w.writerows([[getattr(r, name) for name in CSV_FIELDS] for r in recs])
+    assert out.getvalue() == ref.getvalue()  # byte for byte what the csv module writes
+
+
+def test_csv_cells_format_like_the_csv_module():
+    import numpy as np
+
+    from flowdet.sinks import _csv_cells
+
+    floats = np.array([0.0, -0.0, 1e-05, 1e16, 0.1, 0.1, 2.5, float("nan")])
+    assert _csv_cells(floats, ",").tolist() == [repr(v) + "," for v in floats.tolist()]
+    ints = np.array([3, -1, 3, 0, 2**62], dtype=np.int64)
+    assert _csv_cells(ints, "\n").tolist() == [f"{v}\n" for v in ints.tolist()]
+    assert _csv_cells([None, 8, None], ",") == [",", "8,", ","]
+    assert _csv_cells(["pkts:8", ""], ",") == ["pkts:8,", ","]
+    for needs_quoting in ("a,b", 'say "x"', "two\nlines", "cr\r"):
+        assert _csv_cells(["ok", needs_quoting], ",") is None
 
 
 def test_iter_flows_chains_reader_and_table(capture: Path, tmp_path: Path):

@@ -3,10 +3,11 @@ scalar function and the flow path (canonical keys of real packet rows -> flow re
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from flows_synth import P, make_batch
 
-from flowdet.community_id import community_id
+from flowdet.community_id import community_id, community_id_from_key, community_ids_from_keys
 from flowdet.flows import FlowConfig, FlowTable
 
 # corelight/community-id-spec baseline/baseline_deflt.json: (proto, saddr, daddr, sport,
@@ -146,3 +147,27 @@ def test_seed_changes_the_id():
     a = community_id("10.0.0.1", "10.0.0.2", 6, 1234, 80)
     b = community_id("10.0.0.1", "10.0.0.2", 6, 1234, 80, seed=1)
     assert a != b and a.startswith("1:") and b.startswith("1:")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 65535])
+def test_vectorised_ids_match_the_scalar_function(seed):
+    """community_ids_from_keys (used for records) against community_id_from_key, row by row,
+    over random IPv4/IPv6 keys and protocols with and without ports."""
+    rng = np.random.default_rng(seed)
+    n = 500
+    ver = rng.choice([4, 6], n)
+    key = rng.integers(0, 2**63, (n, 5), dtype=np.uint64) * np.uint64(2)
+    key[:, 4] = rng.integers(0, 2**40, n, dtype=np.uint64)
+    key[:, 4] = (key[:, 4] & ~np.uint64(0xFF)) | rng.choice([1, 6, 17, 47, 50, 58, 132], n).astype(
+        np.uint64
+    )
+    v4 = ver == 4
+    key[v4, 0] = key[v4, 2] = 0
+    key[v4, 1] = (key[v4, 1] & np.uint64(0xFFFFFFFF)) | np.uint64(0xFFFF00000000)
+    got = community_ids_from_keys(ver, key, seed=seed)
+    want = [
+        community_id_from_key(v, *row, seed=seed)
+        for v, row in zip(ver.tolist(), key.tolist(), strict=True)
+    ]
+    assert got == want
+    assert community_ids_from_keys(ver[:0], key[:0]) == []

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from flowdet.community_id import community_id_from_key
+from flowdet.community_id import community_ids_from_keys
 from flowdet.flows import layout as L
 from flowdet.flows.config import DEFAULT_PAYLOAD_BYTES
 
@@ -200,6 +200,18 @@ def _ip_str(ver: int, hi: int, lo: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, hi.to_bytes(8, "big") + lo.to_bytes(8, "big"))
 
 
+def _ip_strs(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
+    """_ip_str of every row, formatting each distinct address once (flows share hosts)."""
+    seen: dict[tuple[int, int, int], str] = {}
+    out = []
+    for k in zip(ver.tolist(), hi.tolist(), lo.tolist(), strict=True):
+        text = seen.get(k)
+        if text is None:
+            text = seen[k] = _ip_str(*k)
+        out.append(text)
+    return out
+
+
 def _iso(ns: np.ndarray) -> list[str]:
     txt = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="us")
     return [t + "Z" for t in txt.tolist()]
@@ -263,14 +275,24 @@ class FlowBlock:
     # -- column extraction -------------------------------------------------------------------
     def columns(self, names: list[str] | None = None) -> dict[str, list]:
         """One Python list per requested FlowRecord field (all fields by default)."""
+        return {
+            name: col.tolist() if isinstance(col, np.ndarray) else col
+            for name, col in self.column_arrays(names).items()
+        }
+
+    def column_arrays(self, names: list[str] | None = None) -> dict[str, Any]:
+        """As columns(), but numeric fields stay 1-D numpy arrays (int64 / float64).
+
+        For sinks that format whole columns at once; values are those of columns().
+        """
         want = set(RECORD_FIELDS if names is None else names)
         n = len(self)
         s, g, key = self.s, self.g, self.key
-        out: dict[str, list] = {}
+        out: dict[str, Any] = {}
 
         def put(name: str, values: Any) -> None:
             if name in want:
-                out[name] = values.tolist() if isinstance(values, np.ndarray) else values
+                out[name] = values
 
         put("flow_id", s[:, L.FLOW_ID])
         put("segment", s[:, L.SEGMENT])
@@ -282,10 +304,7 @@ class FlowBlock:
         pa = ((key[:, L.K_PP] >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int64)
         pb = ((key[:, L.K_PP] >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int64)
         if "community_id" in want:
-            out["community_id"] = [
-                community_id_from_key(v, *kr)
-                for v, kr in zip(ver.tolist(), key.tolist(), strict=True)
-            ]
+            out["community_id"] = community_ids_from_keys(ver, key)
         start, last = s[:, L.START], s[:, L.LAST]
         if "start" in want:
             out["start"] = _iso(start)
@@ -301,17 +320,10 @@ class FlowBlock:
         src_lo = np.where(init_a, key[:, L.K_ALO], key[:, L.K_BLO])
         dst_hi = np.where(init_a, key[:, L.K_BHI], key[:, L.K_AHI])
         dst_lo = np.where(init_a, key[:, L.K_BLO], key[:, L.K_ALO])
-        vl = ver.tolist()
         if "src_ip" in want:
-            out["src_ip"] = [
-                _ip_str(v, h, lo)
-                for v, h, lo in zip(vl, src_hi.tolist(), src_lo.tolist(), strict=True)
-            ]
+            out["src_ip"] = _ip_strs(ver, src_hi, src_lo)
         if "dest_ip" in want:
-            out["dest_ip"] = [
-                _ip_str(v, h, lo)
-                for v, h, lo in zip(vl, dst_hi.tolist(), dst_lo.tolist(), strict=True)
-            ]
+            out["dest_ip"] = _ip_strs(ver, dst_hi, dst_lo)
         put("src_port", np.where(init_a, pa, pb))
         put("dest_port", np.where(init_a, pb, pa))
         icmp = ((proto == 1) & (ver == 4)) | ((proto == 58) & (ver == 6))
