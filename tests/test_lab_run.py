@@ -220,15 +220,18 @@ def test_reverse_tunnel_carries_a_second_ssh_handshake(quick_run: Path, scenario
         assert any(t - 0.5 < o <= t for o in opens), f"no channel open before inner SYN at {t}"
 
 
-def test_reverse_web_tunnel_serves_http_from_inside(quick_run: Path) -> None:
-    newkeys, _first, last = _outer_window(quick_run, "ssh-reverse-web")
+@pytest.mark.parametrize("scenario", ["ssh-reverse-web", "ssh-reverse-socks"])
+def test_reverse_tunnel_serves_http_from_inside(quick_run: Path, scenario: str) -> None:
+    """The outside's requests come out of the tunnel on the sandbox's loopback (a -R to a
+    web server; a reverse SOCKS proxy), within the outer flow's lifetime."""
+    newkeys, _first, last = _outer_window(quick_run, scenario)
     gets = tshark_rows(
-        quick_run / f"ssh-reverse-web-{SEED}.lo.pcapng",
-        ["frame.time_epoch", "http.request.uri"],
+        quick_run / f"{scenario}-{SEED}.lo.pcapng",
+        ["frame.time_epoch", "ip.dst", "http.request.uri"],
         "http.request.method == GET",
     )
     assert gets
-    assert all(newkeys < float(t) < last for t, _ in gets)
+    assert all(newkeys < float(t) < last and dst == "127.0.0.1" for t, dst, _ in gets)
 
 
 def test_benign_ssh_has_no_inner_session(quick_run: Path) -> None:
