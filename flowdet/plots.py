@@ -233,8 +233,18 @@ class AlertTiming:
 
     @property
     def delay(self) -> float | None:
-        """Seconds from the flow's first packet to the alert."""
-        return None if self.first is None else self.first - self.start
+        """Seconds from the flow's first packet to the moment the alert could be raised.
+
+        For a packet checkpoint or the final record that is the time of its last packet
+        (`first`); a `secs:T` snapshot holds the state at start + T and is taken only once
+        the clock passes that instant, so the alert comes no earlier than T.
+        """
+        if self.first is None:
+            return None
+        d = self.first - self.start
+        if self.first_checkpoint.startswith("secs:"):
+            d = max(d, float(self.first_checkpoint[5:]))
+        return d
 
 
 def alert_timings(samples: SampleSet, verdicts: Iterable[Verdict]) -> list[AlertTiming]:
@@ -295,6 +305,9 @@ SCENARIO_CAPTIONS: dict[str, str] = {
     "ssh-interactive": "interactive SSH: the client types (up), the server echoes (down)",
     "ssh-inbound-admin": "interactive SSH: the client types (up), the server echoes (down)",
     "ssh-file-transfer": "scp: after the handshake, one-way bulk at full segment size",
+    "ssh-multiplexed": "ControlMaster: several sessions (commands, a small scp) in one connection",
+    "benign-web-download": "downloads: a small request up, bulk down at full segment size",
+    "benign-web-https": "HTTPS browsing and downloads: small requests up, bulk responses down",
 }
 
 
@@ -314,7 +327,10 @@ DEFAULT_EXAMPLES: tuple[ExampleSpec, ...] = (
         "ssh-tunnel", ("ssh-reverse-login", "ssh-reverse-web", "ssh-reverse-idle"), zoom=True
     ),
     ExampleSpec("benign", ("ssh-interactive", "ssh-inbound-admin"), zoom=True),
-    ExampleSpec("benign", ("ssh-file-transfer",)),
+    ExampleSpec(
+        "benign",
+        ("ssh-file-transfer", "benign-web-download", "benign-web-https", "ssh-multiplexed"),
+    ),
 )
 
 
@@ -362,20 +378,24 @@ def pick_examples(
 def typing_window(
     s: PacketSeries, seconds: float = 4.0, small: int = 128, skip: float = 2.0
 ) -> tuple[float, float] | None:
-    """The first `seconds` window, after the first `skip` seconds (handshake, login), that
-    starts a typing burst: >= 8 small payload packets (<= `small` bytes) that change
-    direction at least 6 times and make >= 75% of the window's payload packets (so login
-    chatter and command output are passed over); None when there is none."""
+    """A close-up window on the first typing burst after the first `skip` seconds
+    (handshake, login), or None: the first run of >= 10 consecutive payload packets that are
+    all small (<= `small` bytes), less than 1.5 s apart, and change direction >= 6 times.
+    Login chatter and command output hold big packets, so they break runs."""
     pay = (s.payload > 0) & (s.t >= skip)
-    t, d, big = s.t[pay], s.toserver[pay], s.payload[pay] > small
-    for i in np.flatnonzero(~big).tolist():
-        j = int(np.searchsorted(t, t[i] + seconds))
-        sm = ~big[i:j]
-        if sm.sum() < 8 or sm.mean() < 0.75:
+    t, d, sm = s.t[pay], s.toserver[pay].astype(np.int8), s.payload[pay] <= small
+    i, n = 0, len(t)
+    while i < n:
+        if not sm[i]:
+            i += 1
             continue
-        if (np.diff(d[i:j][sm].astype(np.int8)) != 0).sum() >= 6:
-            lo = max(t[i] - 0.1 * seconds, 0.0)
-            return lo, max(min(lo + seconds, t[j - 1] + 0.1 * seconds), lo + 1.0)
+        j = i + 1
+        while j < n and sm[j] and t[j] - t[j - 1] < 1.5:
+            j += 1
+        if j - i >= 10 and (np.diff(d[i:j]) != 0).sum() >= 6:
+            lo = max(t[i] - 0.05 * seconds, 0.0)
+            return lo, max(min(lo + seconds, t[j - 1] + 0.05 * seconds), lo + 1.0)
+        i = j
     return None
 
 

@@ -205,10 +205,23 @@ def test_scored_samples_give_one_timing_row_per_attack_flow(samples: plots.Sampl
     for row in rows:
         assert row.end >= row.start
         if row.delay is not None:  # an alert: reached within the flow, at a named evaluation
-            assert -1e-6 <= row.delay <= row.duration + 1e-6
             assert row.first_checkpoint
+            assert row.first is not None and row.start - 1e-6 <= row.first <= row.end + 1e-6
+            assert row.delay >= row.first - row.start - 1e-9
         else:
             assert row.predicted == "benign"
+
+
+def test_alert_delay_waits_for_time_checkpoints() -> None:
+    def row(cp: str, first: float | None) -> plots.AlertTiming:
+        return plots.AlertTiming("c", "s", "mining", "mining", 100.0, 200.0, first, cp, 8, 50)
+
+    assert row("pkts:8", 101.5).delay == pytest.approx(1.5)
+    assert row("final", 200.0).delay == pytest.approx(100.0)
+    # a secs:10 snapshot holds the state at start + 10 s, taken once the clock gets there
+    assert row("secs:10", 101.0).delay == pytest.approx(10.0)
+    assert row("secs:10", 112.0).delay == pytest.approx(12.0)
+    assert row("", None).delay is None
 
 
 # -- figures ------------------------------------------------------------------------------------
