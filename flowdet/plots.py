@@ -563,19 +563,27 @@ def plot_importances(
     top: int = 15,
     metric: str = "balanced accuracy",
 ) -> Figure:
-    """The `top` features by permutation importance (mean drop of the score, ± std)."""
+    """The `top` features by permutation importance (mean drop of the score, ± std).
+
+    Features whose shuffling never changed a verdict (mean and std 0) are left out and
+    counted in the title: on a small sample most columns are such, and a wall of empty
+    bars would hide the few that matter.
+    """
     mean = np.asarray(importances_mean, dtype=float)
     std = np.asarray(importances_std, dtype=float)
-    order = np.argsort(-mean, kind="stable")[:top][::-1]
-    fig = _figure(figsize=(7.5, 0.32 * len(order) + 1.4))
+    moved = np.flatnonzero((mean != 0) | (std != 0))
+    order = moved[np.argsort(-mean[moved], kind="stable")][:top][::-1]
+    fig = _figure(figsize=(7.5, 0.32 * max(len(order), 3) + 1.6))
     ax = fig.subplots()
     ax.barh(range(len(order)), mean[order], xerr=std[order], color="#56B4E9", ecolor="#333333")
     ax.set_yticks(range(len(order)), labels=[feature_names[i] for i in order], fontsize=9)
     ax.axvline(0, color="black", linewidth=0.6)
-    ax.set_xlabel(f"drop in {metric} when the feature is shuffled")
+    ax.set_xlabel(f"drop in {metric} when the feature is shuffled (mean ± std over repeats)")
+    still = len(mean) - len(moved)
     ax.set_title(
-        f"Permutation importance, top {len(order)} features (mean ± std over the repeats)",
-        fontsize=11,
+        f"Permutation importance: top {len(order)} of {len(moved)} features that moved the "
+        f"score\n({still} of {len(mean)} never changed a verdict on these flows)",
+        fontsize=10,
     )
     ax.grid(axis="x", alpha=0.3)
     return fig

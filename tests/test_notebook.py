@@ -253,9 +253,15 @@ def test_figures_have_titles_labels_and_legends(samples: plots.SampleSet) -> Non
 
     mean = np.zeros(len(FEATURE_NAMES))
     mean[[5, 9]] = [0.2, 0.5]
-    fig = plots.plot_importances(mean, np.zeros_like(mean), FEATURE_NAMES, top=3)
+    std = np.zeros_like(mean)
+    std[11] = 0.01  # moved the score sometimes, zero on average
+    fig = plots.plot_importances(mean, std, FEATURE_NAMES, top=2)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert labels[-2:] == [FEATURE_NAMES[5], FEATURE_NAMES[9]]  # largest at the top
+    assert labels == [FEATURE_NAMES[5], FEATURE_NAMES[9]]  # the top 2, largest at the top
+    fig = plots.plot_importances(mean, std, FEATURE_NAMES)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [FEATURE_NAMES[i] for i in (11, 5, 9)]  # features that never moved: out
+    assert f"{len(FEATURE_NAMES) - 3} of {len(FEATURE_NAMES)} never" in fig.axes[0].get_title()
 
 
 def _png_size(path: Path) -> tuple[int, int]:
