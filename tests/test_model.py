@@ -222,8 +222,12 @@ def test_short_tunnel_prefixes_are_not_fitted() -> None:
     pk = np.where(np.arange(n) % 2 == 0, 8, TUNNEL_MIN_PKTS)  # handshake-only vs longer
     ds.X[:, FEATURE_NAMES.index("log_pkts_toserver")] = np.log1p(pk / 2)
     ds.X[:, FEATURE_NAMES.index("log_pkts_toclient")] = np.log1p(pk / 2)
+    ssh = np.arange(n) % 5 < 2
+    ds.X[:, FEATURE_NAMES.index("sig_ssh_banner")] = ssh  # some flows' rows are SSH
     rows = fit_rows(ds)
-    short_tunnel_ckpt = (ds.y == "ssh-tunnel") & ~ds.final & (pk < TUNNEL_MIN_PKTS)
+    non_benign_ssh = (ds.y == "ssh-tunnel") | ((ds.y == "mining") & ssh)
+    short_tunnel_ckpt = non_benign_ssh & ~ds.final & (pk < TUNNEL_MIN_PKTS)
+    assert (short_tunnel_ckpt & (ds.y == "mining")).any()
     assert short_tunnel_ckpt.any()
     assert not rows[short_tunnel_ckpt].any()
     assert rows[~short_tunnel_ckpt].all()
