@@ -91,6 +91,11 @@ class SampleSet:
         c = Counter(f.label for f in self.flows)
         return {k: c[k] for k in CLASS_ORDER if c[k]}
 
+    def unmatched_rows(self) -> list[str]:
+        """Label rows of these captures that matched no flow, as `pcap:line` strings."""
+        names = {os.path.basename(c) for c in self.captures}
+        return [f"{r.pcap}:{r.line}" for r in self.labels.unmatched(names)]
+
     def label_of(self, capture: str, rec: FlowRecord) -> tuple[str, str] | None:
         """(label, scenario) of a flow of `capture`, or None when no row names it."""
         row = self.labels.lookup(
@@ -103,8 +108,9 @@ class SampleSet:
 def load_samples(folder: str | os.PathLike[str], config: FlowConfig | None = None) -> SampleSet:
     """Final flow records of every capture in `folder`, labelled from its labels.tsv.
 
-    Flows without a label row (ARP-less lab noise, DNS of the benign side, ...) are skipped
-    and counted per capture in `unlabelled`, never silently dropped.
+    Flows without a label row (the lab's own lookups and the like) are skipped and counted
+    per capture in `unlabelled`, and label rows that match no flow are listed by
+    `SampleSet.unmatched_rows`: nothing is dropped silently.
     """
     root = Path(folder)
     labels_path = root / LABELS_FILE

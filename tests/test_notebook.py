@@ -116,6 +116,7 @@ def test_load_samples_labels_flows_and_counts_the_rest(samples: plots.SampleSet)
     # the shell capture holds two flows on one 5-tuple (ports reused after the first closed)
     assert samples.counts() == {"benign": 1, "mining": 1, "ssh-tunnel": 2}
     assert dict(samples.unlabelled) == {"mining-synth-1.pcap": 1}  # the UDP exchange
+    assert samples.unmatched_rows() == []
     scen = sorted({(f.scenario, f.label) for f in samples.flows})
     assert scen == sorted({(sc, lab) for *_, lab, sc in LABELS})
 
@@ -130,6 +131,15 @@ def test_load_samples_refuses_folders_it_cannot_label(tmp_path: Path, synth: Pat
     )
     with pytest.raises(FlowdetError, match="no flow matched"):
         plots.load_samples(tmp_path)
+
+
+def test_label_rows_without_a_flow_are_listed(tmp_path: Path) -> None:
+    folder = make_samples(tmp_path / "s")
+    with (folder / "labels.tsv").open("a") as f:
+        f.write(f"bulk-synth-1.pcap\t{CLI}\t9\t{SRV}\t22\ttcp\tbenign\tghost\n")
+    got = plots.load_samples(folder)
+    assert got.unmatched_rows() == [f"bulk-synth-1.pcap:{len(LABELS) + 2}"]
+    assert got.counts() == {"benign": 1, "mining": 1, "ssh-tunnel": 2}
 
 
 def test_packet_series_holds_exactly_the_flows_packets(samples: plots.SampleSet) -> None:
