@@ -305,19 +305,32 @@ def test_make_figures_writes_readable_pngs(tmp_path: Path, synth: Path) -> None:
         assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50, name
 
 
-@pytest.mark.parametrize("case", ["no-labels", "unmatched"])
-def test_make_figures_bad_samples_exit_2_with_one_line(tmp_path: Path, case: str) -> None:
+@pytest.mark.parametrize("case", ["no-labels", "unmatched", "broken-capture", "no-model"])
+def test_make_figures_bad_input_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
     folder = tmp_path / "s"
     make_samples(folder)
+    extra: list[str] = []
     if case == "no-labels":
         (folder / "labels.tsv").unlink()
-    else:
+    elif case == "unmatched":
         (folder / "labels.tsv").write_text(
             "pcap\tclient_ip\tclient_port\tserver_ip\tserver_port\tlabel\n"
             "other.pcap\t10.1.1.1\t1\t10.1.1.2\t2\tmining\n"
         )
+    elif case == "broken-capture":
+        (folder / "bulk-synth-1.pcap").write_bytes(b"not a capture at all")
+    else:
+        extra = ["--model", str(tmp_path / "missing.joblib")]
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--samples", str(folder), "--out", str(tmp_path / "o")],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--samples",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
