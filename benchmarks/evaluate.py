@@ -49,6 +49,9 @@ DEFAULT_TRAIN = [
     Path("/work/data/lab-ssh3"),
     Path("/work/data/lab-ssh4"),
     Path("/work/data/lab-extra"),
+    Path("/work/data/lab-mos9"),
+    Path("/work/data/lab-mos10"),
+    Path("/work/data/lab-mos11"),
     MINING_REAL,
 ]
 DEFAULT_HELDOUT = [

@@ -70,7 +70,8 @@ and the test folds at once. Same data and --seed give the same model card metric
 \b
 Example (the default model; see flowdet/models/README.md):
   flowdet train /work/data/lab-standard /work/data/lab-ssh3 /work/data/lab-ssh4 \\
-      /work/data/lab-extra ../shared/corpus/mining-real \\
+      /work/data/lab-extra /work/data/lab-mos9 /work/data/lab-mos10 \\
+      /work/data/lab-mos11 ../shared/corpus/mining-real \\
       --benign ../shared/corpus/zeek-traces -o flowdet/models/default.joblib --seed 1
 """,
 )
