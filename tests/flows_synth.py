@@ -32,6 +32,7 @@ class P:
     more_frags: bool = False
     seq: int = 0
     extra_len: int = 0  # IP bytes that are not payload beyond the fixed headers
+    vlan: int = 0
 
     @property
     def payload_bytes(self) -> bytes:
@@ -103,6 +104,7 @@ def make_batch(pkts: list[P]) -> PacketBatch:
         b.frag_off[i] = p.frag_off
         b.more_frags[i] = p.more_frags
         b.ttl[i] = 64
+        b.vlan[i] = p.vlan
     b.data = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
     b.linktype[:] = 1
     return b

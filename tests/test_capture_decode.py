@@ -367,3 +367,25 @@ def test_pppoe_length_bounds_the_ip_packet():
     session = struct.pack("!BBHHH", 0x11, 0, 1, len(pkt) + 2 - 6, 0x0021)  # 6 bytes short
     r = dec(eth(session + pkt, 0x8864))
     assert r["ip_len"] == len(pkt) - 6 and r["payload_len"] == 0
+
+
+@pytest.mark.parametrize(
+    ("linktype", "frame", "vlan"),
+    [
+        (1, eth(PKT4), 0),
+        (1, eth(PKT4, vlans=((0x8100, 10),)), 10),
+        (1, eth(PKT4, vlans=((0x8100, 0xF123),)), 0x123),  # PCP/DEI bits are not the id
+        (1, eth(PKT4, vlans=((0x88A8, 100), (0x8100, 10))), 100),  # QinQ: the outer tag
+        (1, eth(PKT4, vlans=((0x9100, 4094),)), 4094),
+        (113, sll(b"\x00\x2a\x08\x00" + PKT4, 0x8100), 42),
+        (276, sll2(b"\x00\x2b\x08\x00" + PKT4, 0x8100), 43),
+        (113, sll(PKT4), 0),
+        (1, eth(b"\x00\x07", 0x8100), 0),  # truncated tag: no id, and TRUNCATED
+        (101, PKT4, 0),
+    ],
+)
+def test_vlan_id_of_the_outermost_tag(linktype, frame, vlan):
+    b = decode_records(np.frombuffer(frame, np.uint8), np.array([0]), [len(frame)], linktype)
+    assert int(b.vlan[0]) == vlan
+    if len(frame) > 20:
+        assert b.status[0] == Status.OK

@@ -504,3 +504,25 @@ def test_payload_bytes_zero_keeps_no_payload_and_bad_values_fail():
     assert rec.payload_toserver == [] and rec.payload_bytes_toserver == 3
     with pytest.raises(FlowdetError, match="payload_bytes"):
         FlowConfig(payload_bytes=-1)
+
+
+@pytest.mark.parametrize("vlan_in_key", [True, False])
+def test_vlan_is_part_of_the_flow_key(vlan_in_key):
+    """The same 5-tuple on VLANs 10 and 20 is two flows (Suricata's default), or one."""
+    pk = []
+    for k, vlan in enumerate((10, 20, 10)):
+        pk += [
+            P(1.0 + k, A, 40000, B, 80, proto=17, payload=10, vlan=vlan),
+            P(1.1 + k, B, 80, A, 40000, proto=17, payload=20, vlan=vlan),
+        ]
+    recs = run(pk, FlowConfig(vlan_in_key=vlan_in_key))
+    if vlan_in_key:
+        by_vlan = {r.vlan: r for r in recs}
+        assert sorted(by_vlan) == [10, 20] and len(recs) == 2
+        assert by_vlan[10].pkts_toserver == 2 and by_vlan[10].pkts_toclient == 2
+        assert by_vlan[20].pkts_toserver == 1 and by_vlan[20].pkts_toclient == 1
+        assert by_vlan[10].community_id == by_vlan[20].community_id  # 5-tuple only
+        assert by_vlan[10].flow_id != by_vlan[20].flow_id
+    else:
+        (rec,) = recs
+        assert rec.vlan == 0 and rec.pkts_toserver == 3 and rec.pkts_toclient == 3

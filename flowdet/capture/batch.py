@@ -59,6 +59,9 @@ COLUMNS: dict[str, np.dtype] = {
     "frag_off": np.dtype(np.uint16),  # fragment offset in 8-byte units (0 = first or unfragmented)
     "more_frags": np.dtype(np.bool_),
     "ttl": np.dtype(np.uint8),  # v4 TTL / v6 hop limit
+    # VLAN id (12 bits) of the first 802.1Q/802.1ad tag after the Ethernet (or Linux SLL)
+    # header, 0 when untagged; part of the flow key, as Zeek and Suricata key flows per VLAN
+    "vlan": np.dtype(np.uint16),
 }
 
 
@@ -98,6 +101,7 @@ class PacketBatch:
     frag_off: np.ndarray
     more_frags: np.ndarray
     ttl: np.ndarray
+    vlan: np.ndarray
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])

@@ -244,6 +244,25 @@ def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]
 
 
 @njit(cache=True)
+def _outer_vlan(d: np.ndarray, b: int, cap: int, lt: int) -> int:
+    """VLAN id of the first 802.1Q/802.1ad tag right after the link header, else 0."""
+    if lt == 1:  # Ethernet: ethertype at 12, tag control at 14
+        et_at, tci_at = 12, 14
+    elif lt == 113:  # Linux SLL
+        et_at, tci_at = 14, 16
+    elif lt == 276:  # Linux SLL2: protocol type first, 20-byte header
+        et_at, tci_at = 0, 20
+    else:
+        return 0
+    if cap < tci_at + 4:  # the whole tag, as the ethertype chain requires
+        return 0
+    et = _be16(d, b + et_at)
+    if et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x9200:
+        return _be16(d, b + tci_at) & 0x0FFF
+    return 0
+
+
+@njit(cache=True)
 def decode_kernel(
     d: np.ndarray,
     rec_off: np.ndarray,
@@ -271,6 +290,7 @@ def decode_kernel(
     frag_off_out: np.ndarray,
     more_frags: np.ndarray,
     ttl_out: np.ndarray,
+    vlan_out: np.ndarray,
 ) -> None:
     """Fill the network columns of rows 0..n-1 in place (columns must arrive zeroed)."""
     n = rec_off.shape[0]
@@ -280,6 +300,7 @@ def decode_kernel(
         wire = np.int64(wirelen[i])
         if wire < cap:
             wire = cap
+        vlan_out[i] = _outer_vlan(d, b, cap, np.int64(linktype[i]))
         st, l3, ver, lim = _link(d, b, cap, np.int64(linktype[i]))
         if st != _OK:
             status[i] = st
@@ -522,6 +543,7 @@ def decode_into(batch: PacketBatch) -> None:
         batch.frag_off,
         batch.more_frags,
         batch.ttl,
+        batch.vlan,
     )
 
 

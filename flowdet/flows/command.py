@@ -128,6 +128,13 @@ class _Progress:
     help="Payload bytes kept per direction (first 4 payload packets; jsonl fields).",
 )
 @click.option(
+    "--vlan-key/--no-vlan-key",
+    "vlan_in_key",
+    default=_D.vlan_in_key,
+    show_default=True,
+    help="Key flows per VLAN (outermost 802.1Q/802.1ad id), as Suricata does by default.",
+)
+@click.option(
     "--checkpoints",
     default="",
     metavar="LIST",
@@ -156,6 +163,7 @@ def flows_command(
     max_flows: int,
     gap_threshold: float,
     payload_bytes: int,
+    vlan_in_key: bool,
     checkpoints: str,
     progress: bool | None,
     show_fields: bool,
@@ -187,6 +195,7 @@ def flows_command(
         max_flows=max_flows,
         gap_threshold=gap_threshold,
         payload_bytes=payload_bytes,
+        vlan_in_key=vlan_in_key,
         checkpoint_packets=pk,
         checkpoint_seconds=ps,
     )

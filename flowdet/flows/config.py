@@ -38,6 +38,9 @@ class FlowConfig:
     # payload bytes kept per direction (first PAYLOAD_MESSAGES packets): 2048 holds an
     # OpenSSH 9 KEXINIT (HASSH) and large TLS ClientHellos, which 1024 cut short
     payload_bytes: int = DEFAULT_PAYLOAD_BYTES
+    # the outermost VLAN id is part of the flow key (Suricata's vlan.use-for-tracking);
+    # False merges the VLANs of a 5-tuple, e.g. for captures with asymmetric tagging
+    vlan_in_key: bool = True
 
     def __post_init__(self) -> None:
         for name in (

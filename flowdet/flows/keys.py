@@ -5,7 +5,9 @@ does: the numerically smaller (address, port) comes first (endpoint a). ICMP and
 follow Zeek and Community ID: the type is the source "port" and, for request/reply types,
 the counterpart type is the destination "port", so an echo request and its reply share a
 key; other ICMP types (errors, one-way messages) use the code and are never swapped.
-Protocols without ports are keyed on addresses and protocol only.
+Protocols without ports are keyed on addresses and protocol only. The VLAN id (outermost
+802.1Q/802.1ad tag, 0 if none) is part of the key, as in Zeek and Suricata: the same 5-tuple
+on two VLANs is two flows.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ _ICMP4 = _table(ICMP4_COUNTERPART)
 _ICMP6 = _table(ICMP6_COUNTERPART)
 
 
-def canonical_keys(b: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def canonical_keys(
+    b: PacketBatch, rows: np.ndarray, vlan: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Keys for the selected rows: (uint64 array [n, 5], bool array: packet src is endpoint a).
 
-    Key columns: a_hi, a_lo, b_hi, b_lo, (port_a << 24 | port_b << 8 | proto).
+    Key columns: a_hi, a_lo, b_hi, b_lo, (vlan << 40 | port_a << 24 | port_b << 8 | proto);
+    vlan is 0 for every row when `vlan` is False.
     """
     proto = b.proto[rows]
     ver = b.ip_version[rows]
@@ -60,6 +65,8 @@ def canonical_keys(b: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     pa = np.where(keep, p1, p2).astype(np.uint64)
     pb = np.where(keep, p2, p1).astype(np.uint64)
     key[:, 4] = (pa << np.uint64(24)) | (pb << np.uint64(8)) | proto.astype(np.uint64)
+    if vlan:
+        key[:, 4] |= b.vlan[rows].astype(np.uint64) << np.uint64(40)
     return key, keep
 
 

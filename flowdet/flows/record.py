@@ -63,6 +63,10 @@ class FlowRecord:
     src_port: int = _f("Initiator port (ICMP: type of the initiator's message, as Zeek)")
     dest_ip: str = _f("Responder address")
     dest_port: int = _f("Responder port (ICMP: counterpart type, or code for one-way types)")
+    vlan: int = _f(
+        "VLAN id of the outermost 802.1Q/802.1ad tag, part of the flow key (0 = untagged, "
+        "or --no-vlan-key)"
+    )
     icmp_type: int | None = _f("ICMP/ICMPv6 type of the first packet; empty for other protocols")
     icmp_code: int | None = _f("ICMP/ICMPv6 code of the first packet; empty for other protocols")
     pkts_toserver: int = _f("Packets initiator->responder, non-first fragments included")
@@ -326,6 +330,7 @@ class FlowBlock:
             out["dest_ip"] = _ip_strs(ver, dst_hi, dst_lo)
         put("src_port", np.where(init_a, pa, pb))
         put("dest_port", np.where(init_a, pb, pa))
+        put("vlan", ((key[:, L.K_PP] >> np.uint64(40)) & np.uint64(0xFFF)).astype(np.int64))
         icmp = ((proto == 1) & (ver == 4)) | ((proto == 58) & (ver == 6))
         if "icmp_type" in want:
             out["icmp_type"] = [

@@ -249,7 +249,7 @@ class FlowTable:
         rows = order[ok[order]]  # OK rows, in processing order
         if rows.shape[0] == 0 and not frag.any():
             return
-        key, src_is_a = canonical_keys(batch, rows)
+        key, src_is_a = canonical_keys(batch, rows, self.config.vlan_in_key)
         first, inverse = unique_keys(key)
         ukey = np.ascontiguousarray(key[first])
         kbytes = ukey.view(np.dtype((np.void, ukey.shape[1] * 8))).ravel().tolist()
