@@ -102,7 +102,13 @@ class FlowPayload:
 def printable(value: object, limit: int = MAX_TEXT_VALUE) -> str:
     """A short, single-line, printable rendering of an untrusted value for text and logs."""
     text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-    out = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    if text.isprintable():  # the common case, without a Python step per character
+        out = text
+    else:
+        # escaping only lengthens, so the first `limit` characters decide what is shown
+        out = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+        if len(text) > limit:
+            out += "…"  # any marker: it only makes the length exceed `limit`
     if len(out) > limit:
         out = out[: limit - 1] + "…"
     return out
@@ -125,7 +131,8 @@ def shannon_entropy(data: bytes) -> float:
     if not data:
         return 0.0
     n = len(data)
-    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+    log2 = math.log2
+    return -sum([c / n * log2(c / n) for c in Counter(data).values()])
 
 
 def max_entropy(n: int) -> float:

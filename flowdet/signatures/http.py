@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
 )
 
 _METHODS = (b"GET", b"POST", b"PUT", b"HEAD", b"OPTIONS", b"DELETE", b"PATCH", b"CONNECT")
+_HTTP_STARTS = (b"HTTP/", *(m + b" " for m in _METHODS))  # one startswith() call
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,7}) ([\x21-\x7e]{1,2048}) HTTP/(\d\.\d)\r?")
 _STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: [^\r\n]*)?\r?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})[^\r\n]*\r?\n")
@@ -49,7 +50,7 @@ class HttpMessage:
 
 def looks_like_http(stream: bytes) -> bool:
     """Cheap test before parsing: a request method or a status line at the very start."""
-    return stream.startswith(b"HTTP/") or any(stream.startswith(m + b" ") for m in _METHODS)
+    return stream.startswith(_HTTP_STARTS)
 
 
 def _dechunk(data: bytes) -> tuple[bytes, bytes, bool]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from flowdet.signatures.evidence import Evidence, FamilyResult, FlowPayload, printable
 
+_NAME_CHARS = bytes(range(0x21, 0x7F))  # what a KEXINIT name-list may hold (RFC 4251 5)
+
 FEATURES: tuple[str, ...] = (
     "sig_ssh_banner",  # either side sent an SSH identification banner
     "sig_ssh_client_is_openssh",
@@ -119,7 +121,7 @@ def parse_kexinit(data: bytes) -> KexInit | None:
             names = raw.decode("ascii")
         except UnicodeDecodeError:
             return None
-        if any(not (0x20 < ord(c) < 0x7F) for c in names):
+        if raw.translate(None, _NAME_CHARS):  # something outside 0x21..0x7e is left
             return None
         lists.append(tuple(names.split(",")) if names else ())
         pos += 4 + n
