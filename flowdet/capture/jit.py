@@ -8,6 +8,11 @@ no BLAS. `prepare_numba` imports that module while scipy.linalg is marked unavai
 numba records "no BLAS": np.correlate/np.convolve in numba code then use a plain loop, while
 np.dot and np.linalg still import scipy when they are compiled. A process that has already
 imported scipy.linalg (scikit-learn does) is left as it is.
+
+The mark lasts while numba.np.arraymath is imported (~0.1 s, once per process). A thread
+that imports scipy.linalg for the first time in that window would get ImportError; the
+callers run before any worker thread (live mode loads the model, hence scipy.linalg,
+before it opens a reader), so this does not arise in flowdet itself.
 """
 
 from __future__ import annotations
