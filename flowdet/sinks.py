@@ -106,7 +106,22 @@ class CsvFlowSink:
         cols = block.column_arrays(CSV_FIELDS)
         grid = np.empty((n, len(CSV_FIELDS)), dtype=object)
         last = len(CSV_FIELDS) - 1
+        floats = [
+            j
+            for j, name in enumerate(CSV_FIELDS[:last])
+            if isinstance(cols[name], np.ndarray) and cols[name].dtype.kind == "f"
+        ]
+        if floats:
+            # one repr per distinct value over all float columns: start/end times, min/max/
+            # mean of short flows and zeros repeat across columns
+            bits = np.stack([cols[CSV_FIELDS[j]] for j in floats]).astype(np.float64)
+            uniq, inv = np.unique(bits.view(np.int64), return_inverse=True)
+            text = np.array([repr(v) + "," for v in uniq.view(np.float64).tolist()], object)
+            grid[:, floats] = text[inv.reshape(len(floats), n)].T
+        done = set(floats)
         for j, name in enumerate(CSV_FIELDS):
+            if j in done:
+                continue
             cells = _csv_cells(cols[name], "\n" if j == last else ",")
             if cells is None:  # needs csv quoting: let the csv module do this block
                 lists = block.columns(CSV_FIELDS)
