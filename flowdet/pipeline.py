@@ -107,12 +107,36 @@ class ScoreStats:
 
 
 @dataclass(slots=True)
-class _FlowState:
+class FlowState:
+    """The little verdict state kept per open flow (see the module doc)."""
+
     # label -> (checkpoint name or 'final', flow packets, last packet ns, client payload pkts)
     crossed: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     early_sent: set[str] = field(default_factory=set)
     prior_pkts: int = 0  # packets of earlier active-timeout segments
     prior_client_payload: int = 0
+
+
+_FlowState = FlowState  # the former private name, for code written against it
+
+
+@dataclass(slots=True)
+class ScoredBlock:
+    """One block of records as the pipeline scored it: the input of `on_scored`.
+
+    Row i of every field belongs to row i of `block`. Records outside the model's domain
+    that no output needs are `RecordStub`s; their features are zeros, their signature
+    None and P(benign) = 1.
+    """
+
+    block: FlowBlock
+    records: list[Any]  # FlowRecord or RecordStub
+    X: np.ndarray  # features (rows x detector.feature_names)
+    P: np.ndarray  # probabilities (rows x pipeline.classes)
+    signatures: list[SignatureResult | None]
+    labels: np.ndarray  # index into pipeline.classes of each row's label
+    scores: np.ndarray  # each row's score (probability of its label)
+    verdicts: list[Verdict]  # what consume() returns for this block, in row order
 
 
 class ScoringPipeline:
@@ -149,7 +173,7 @@ class ScoringPipeline:
         self.stats = ScoreStats()
         self.explainer = DriverExplainer(detector)
         self.domain_gate = _declares_domain_gate(detector)
-        self._state: dict[int, _FlowState] = {}
+        self._state: dict[int, FlowState] = {}
         # held checkpoint rows (offline, see consume), each block with its alive mask
         self._pending: list[tuple[FlowBlock, np.ndarray]] = []
         self._n_pending = 0
@@ -164,14 +188,56 @@ class ScoringPipeline:
 
     def flush(self) -> list[Verdict]:
         out = self.consume(self.table.flush())
-        self._state.clear()
-        self._pending, self._n_pending = [], 0
+        self.clear_state()
         return out
 
     @property
     def live_state(self) -> int:
         """Flows with verdict state held (bounded by the table's live flows)."""
         return len(self._state)
+
+    def clear_state(self) -> None:
+        """Forget all per-flow verdict state and held rows (after the table was flushed)."""
+        self._state.clear()
+        self._pending, self._n_pending = [], 0
+
+    def flow_state(self, flow_id: int) -> FlowState | None:
+        """The verdict state of an open flow (None once its final record was scored)."""
+        return self._state.get(flow_id)
+
+    # -- hooks for subclasses ---------------------------------------------------------------------
+    def on_scored(self, scored: ScoredBlock) -> None:
+        """Called once for every block `consume` scores as a whole - every block when
+        `early` is on (live), the final records when it is off - after the verdict state
+        of its flows was updated and before its verdicts are returned. Does nothing here.
+
+        This is the stable place to see the label and score of every record, checkpoints
+        included (consume returns only a label's first crossing): the live tap
+        (flowdet.live.events) turns it into alert updates. Held checkpoint rows scored
+        offline to date a verdict do not pass through it. Build extra verdicts with
+        `verdict` and give their alerts reasons with `explain`.
+        """
+
+    def verdict(
+        self, scored: ScoredBlock, i: int, state: FlowState, final: bool = False
+    ) -> Verdict:
+        """A Verdict for row i of a scored block, its `first_*` fields from `state`."""
+        label = self.classes[int(scored.labels[i])]
+        return self._verdict(
+            scored.block,
+            i,
+            scored.records[i],
+            scored.P[i],
+            label,
+            float(scored.scores[i]),
+            scored.signatures,
+            state,
+            final,
+        )
+
+    def explain(self, verdicts: list[Verdict], X: np.ndarray) -> None:
+        """Fill in drivers and reasons of the alerts among `verdicts` (X: their rows)."""
+        self._explain(verdicts, X)
 
     # -- scoring ------------------------------------------------------------------------------
     def in_domain(self, block: FlowBlock) -> np.ndarray:
@@ -281,7 +347,7 @@ class ScoringPipeline:
                 continue
             st = self._state.get(rec.flow_id)
             if st is None:
-                st = self._state[rec.flow_id] = _FlowState()
+                st = self._state[rec.flow_id] = FlowState()
             if label not in st.crossed:
                 pkts = st.prior_pkts + rec.pkts_toserver + rec.pkts_toclient
                 cpay = st.prior_client_payload + rec.payload_pkts_toserver
@@ -337,7 +403,7 @@ class ScoringPipeline:
                     self.stats.retracted += 1
                 continue
             if st is None:
-                st = self._state[rec.flow_id] = _FlowState()
+                st = self._state[rec.flow_id] = FlowState()
             pkts = st.prior_pkts + rec.pkts_toserver + rec.pkts_toclient
             cpay = st.prior_client_payload + rec.payload_pkts_toserver
             if label != BENIGN and label not in st.crossed:
@@ -365,6 +431,7 @@ class ScoringPipeline:
                 rows.append(i)
         self.stats.signature_errors += sum(1 for s in sigs if s is not None and s.errors)
         self._explain(out, X[rows] if rows else X[:0])
+        self.on_scored(ScoredBlock(block, recs, X, P, sigs, lab, score, out))
         return out
 
     def _explain(self, verdicts: list[Verdict], X: np.ndarray) -> None:
@@ -421,7 +488,7 @@ class ScoringPipeline:
         label: str,
         score: float,
         sigs: list,
-        st: _FlowState,
+        st: FlowState,
         final: bool = False,
     ) -> Verdict:
         sig = sigs[i] if i < len(sigs) else None

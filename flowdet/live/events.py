@@ -20,12 +20,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from flowdet.alerts import AlertField, alert_record
 from flowdet.flows import layout as L
 from flowdet.flows.record import FlowBlock
-from flowdet.pipeline import RecordStub, ScoringPipeline, Verdict, _FlowState
+from flowdet.pipeline import FlowState, RecordStub, ScoredBlock, ScoringPipeline, Verdict
 from flowdet.verdicts import BENIGN
 
 # A rise in score smaller than this is not worth a new record (probabilities wobble by a few
@@ -33,7 +31,7 @@ from flowdet.verdicts import BENIGN
 UPDATE_STEP = 0.05
 
 EV_ALERT, EV_UPDATE, EV_END = "alert", "alert_update", "flow_end"
-_EMPTY_STATE = _FlowState()  # verdict state of a flow the base class already let go
+_EMPTY_STATE = FlowState()  # verdict state of a flow the base class already let go
 
 LIVE_FIELDS: tuple[AlertField, ...] = (
     AlertField(
@@ -99,8 +97,8 @@ class LivePipeline(ScoringPipeline):
     """ScoringPipeline with early verdicts, turned into alert events (see module doc).
 
     Updates need the label and score of every checkpoint, which the base class scores but
-    returns only at the first crossing; `_predict` is wrapped to keep the last block's
-    scores, so nothing is scored twice.
+    returns only at the first crossing; its `on_scored` hook hands over every scored block,
+    so nothing is scored twice.
     """
 
     def __init__(self, detector: Any, **kw: Any) -> None:
@@ -108,17 +106,15 @@ class LivePipeline(ScoringPipeline):
         kw["all_flows"] = False  # benign finals of reported flows are made here, not for all
         super().__init__(detector, **kw)
         self._reported: dict[int, tuple[str, float]] = {}  # flow_id -> last (label, score)
-        self._last: tuple[FlowBlock, Any] | None = None
+        self._scored: ScoredBlock | None = None
         self.events: dict[str, int] = {EV_ALERT: 0, EV_UPDATE: 0, EV_END: 0}
 
     @property
     def alerted_open(self) -> int:
         return len(self._reported)
 
-    def _predict(self, block: FlowBlock) -> tuple[list, np.ndarray, np.ndarray, list]:
-        res = super()._predict(block)
-        self._last = (block, res)
-        return res
+    def on_scored(self, scored: ScoredBlock) -> None:
+        self._scored = scored
 
     def feed_events(self, batch: Any) -> list[LiveEvent]:
         return self._events(self.table.update(batch))
@@ -140,18 +136,18 @@ class LivePipeline(ScoringPipeline):
 
     def flush_events(self) -> list[LiveEvent]:
         out = self._events(self.table.flush())
-        self._state.clear()
+        self.clear_state()
         return out
 
     def _events(self, block: FlowBlock) -> list[LiveEvent]:
-        self._last = None
-        verdicts = self.consume(block)
-        if self._last is None or self._last[0] is not block:
+        self._scored = None
+        self.consume(block)
+        sc = self._scored
+        if sc is None or sc.block is not block:
             return []
-        recs, X, P, sigs = self._last[1]
-        self._last = None
-        by_rec = {id(v.record): v for v in verdicts}
-        lab, score, _ = self.decider.label_index(P)
+        self._scored = None
+        recs, X, lab, score = sc.records, sc.X, sc.labels, sc.scores
+        by_rec = {id(v.record): v for v in sc.verdicts}
         is_ckpt = block.reason == L.R_CHECKPOINT
         out: list[LiveEvent] = []
         new_rows: list[int] = []
@@ -168,10 +164,10 @@ class LivePipeline(ScoringPipeline):
                 if v is None:  # the base class reports only a label's first crossing
                     if prev is None or (label == prev[0] and s < prev[1] + UPDATE_STEP):
                         continue
-                    st = self._state.get(fid)
+                    st = self.flow_state(fid)
                     if st is None or label not in st.crossed:
                         continue
-                    v = self._verdict(block, i, rec, P[i], label, s, sigs, st)
+                    v = self.verdict(sc, i, st)
                     new_rows.append(i)
                     new_verdicts.append(v)
                 elif prev is not None and label == prev[0] and s < prev[1] + UPDATE_STEP:
@@ -188,9 +184,8 @@ class LivePipeline(ScoringPipeline):
                         self._reported.pop(fid, None)
                     continue
                 # a reported flow ends benign: the full flow no longer supports the alert
-                st = self._state.get(fid) or _EMPTY_STATE
-                label = self.classes[int(lab[i])]
-                v = self._verdict(block, i, rec, P[i], label, float(score[i]), sigs, st, True)
+                st = self.flow_state(fid) or _EMPTY_STATE
+                v = self.verdict(sc, i, st, final=True)
             ended = rec.end_reason != "active"  # "active": the flow goes on in a new segment
             if prev is not None:
                 out.append(LiveEvent(v, EV_END))
@@ -201,7 +196,7 @@ class LivePipeline(ScoringPipeline):
                 if not ended:
                     self._reported[fid] = (v.label, v.score)
         if new_verdicts:
-            self._explain(new_verdicts, X[new_rows])
+            self.explain(new_verdicts, X[new_rows])
         for ev in out:
             self.events[ev.event] += 1
         return out
