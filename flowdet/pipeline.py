@@ -301,12 +301,16 @@ class ScoringPipeline:
         out: list[Any] = [None] * len(block)
         for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
             out[i] = rec
+        # the stubs' four fields straight from the columns, as FlowBlock.columns() makes
+        # them: block.take() would copy every row's payload prefixes just to read them
         stub_rows = np.flatnonzero(~full)
-        cols = block.take(stub_rows).columns(["flow_id", "segment", "end_reason", "checkpoint"])
+        fids = block.s[stub_rows, L.FLOW_ID].tolist()
+        segs = block.s[stub_rows, L.SEGMENT].tolist()
+        reasons = [L.REASON_NAMES[r] for r in block.reason[stub_rows].tolist()]
+        names = block.checkpoint_names
+        ckpts = [names[c] if c >= 0 else "" for c in block.ckpt[stub_rows].tolist()]
         for j, i in enumerate(stub_rows.tolist()):
-            out[i] = RecordStub(
-                cols["flow_id"][j], cols["segment"][j], cols["end_reason"][j], cols["checkpoint"][j]
-            )
+            out[i] = RecordStub(fids[j], segs[j], reasons[j], ckpts[j])
         return out
 
     def consume(self, block: FlowBlock) -> list[Verdict]:
