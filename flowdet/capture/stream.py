@@ -16,7 +16,6 @@ import select
 import stat
 import sys
 import zlib
-from pathlib import Path
 from typing import BinaryIO
 
 from flowdet.errors import CaptureError
@@ -103,7 +102,7 @@ class ByteSource:
                 f: BinaryIO = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
             else:
                 self.name = str(source)
-                if Path(source).is_dir():
+                if os.path.isdir(source):  # os.path: an unreadable parent is not a directory
                     raise CaptureError(f"{self.name}: is a directory, not a capture file")
                 try:
                     f = open(source, "rb", buffering=0)  # noqa: SIM115 - closed in close()
