@@ -47,6 +47,9 @@ from flowdet.reasons import Reason, flow_reasons
 from flowdet.signatures import SignatureResult
 from flowdet.verdicts import BENIGN, Decider, effective_thresholds
 
+# Distinct payload prefix pairs whose signature results are kept between blocks.
+SIGNATURE_MEMO = 8192
+
 Featurizer = Callable[[Sequence[FlowRecord]], tuple[np.ndarray, list[SignatureResult]]]
 
 
@@ -167,6 +170,9 @@ class ScoringPipeline:
         self.config = cfg
         self.table = FlowTable(cfg, first_flow_id=first_flow_id)
         self.featurize = featurize or default_featurizer()
+        # the default featurizer takes precomputed signature results (see _signatures)
+        self._own_signatures = featurize is None
+        self._sig_memo: dict[tuple, SignatureResult] = {}  # payload prefixes -> result
         self.all_flows = all_flows
         self.early = early
         self.source = source
@@ -200,6 +206,7 @@ class ScoringPipeline:
         """Forget all per-flow verdict state and held rows (after the table was flushed)."""
         self._state.clear()
         self._pending, self._n_pending = [], 0
+        self._sig_memo.clear()
 
     def flow_state(self, flow_id: int) -> FlowState | None:
         """The verdict state of an open flow (None once its final record was scored)."""
@@ -274,7 +281,12 @@ class ScoringPipeline:
         P[:, self.classes.index(BENIGN)] = 1.0
         sigs: list = [None] * n
         if len(keep):
-            Xk, sk = self.featurize([recs[i] for i in keep.tolist()])
+            krecs = [recs[i] for i in keep.tolist()]
+            if self._own_signatures:
+                sk = self._signatures(krecs)
+                Xk, sk = self.featurize(krecs, sk)  # type: ignore[call-arg]
+            else:
+                Xk, sk = self.featurize(krecs)
             Xk = np.asarray(Xk)
             if Xk.ndim != 2 or Xk.shape[1] != len(names):
                 raise ModelError(
@@ -292,6 +304,27 @@ class ScoringPipeline:
                 sigs[i] = sk[j]
         self.stats.featurized += len(keep)
         return recs, X, P, sigs
+
+    def _signatures(self, recs: list[Any]) -> list[SignatureResult]:
+        """Signature results of in-domain records, as flowdet.features.signatures_of makes
+        them (one recognizer pass per distinct pair of payload prefixes), remembered across
+        blocks: a flow's prefixes stop growing after a few packets, and many flows open
+        with the same bytes, so later checkpoints, final records and other flows mostly
+        find theirs here. The recognizers depend on nothing but the bytes, which are
+        compared in full. At most SIGNATURE_MEMO pairs are kept, oldest dropped first."""
+        from flowdet.signatures import inspect
+
+        memo = self._sig_memo
+        out: list[SignatureResult] = []
+        for r in recs:
+            key = (tuple(r.payload_toserver), tuple(r.payload_toclient))
+            sig = memo.get(key)
+            if sig is None:
+                sig = memo[key] = inspect(r.payload_toserver, r.payload_toclient)
+                if len(memo) > SIGNATURE_MEMO:
+                    del memo[next(iter(memo))]
+            out.append(sig)
+        return out
 
     @staticmethod
     def _records(block: FlowBlock, full: np.ndarray) -> list[Any]:
