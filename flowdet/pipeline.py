@@ -30,6 +30,8 @@ What comes out:
 
 from __future__ import annotations
 
+import collections
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,7 +274,8 @@ class ScoringPipeline:
         inside = self.in_domain(block)
         final = block.reason != L.R_CHECKPOINT
         full = inside | (final & (self.all_flows | (block.reason == L.R_ACTIVE)))
-        recs = self._records(block, full)
+        views = (~final) & inside if self._own_signatures else np.zeros(len(block), bool)
+        recs = self._records(block, full & ~views, views)
         names = tuple(self.detector.feature_names)
         n, k = len(recs), len(self.classes)
         keep = np.flatnonzero(inside)
@@ -327,13 +330,22 @@ class ScoringPipeline:
         return out
 
     @staticmethod
-    def _records(block: FlowBlock, full: np.ndarray) -> list[Any]:
+    def _records(block: FlowBlock, full: np.ndarray, views: np.ndarray) -> list[Any]:
+        """A FlowRecord per `full` row, a RecordView per `views` row, else a RecordStub."""
         if full.all():
             return block.records()
         idx = np.flatnonzero(full)
         out: list[Any] = [None] * len(block)
         for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
             out[i] = rec
+        vidx = np.flatnonzero(views)
+        if len(vidx):
+            view = _record_view()
+            cols = block.take(vidx).columns(list(view._fields))
+            rows = zip(*(cols[f] for f in view._fields), strict=True)
+            for i, vals in zip(vidx.tolist(), rows, strict=True):
+                out[i] = view(*vals)
+        full = full | views
         # the stubs' four fields straight from the columns, as FlowBlock.columns() makes
         # them: block.take() would copy every row's payload prefixes just to read them
         stub_rows = np.flatnonzero(~full)
@@ -373,6 +385,15 @@ class ScoringPipeline:
                 self._cross(oldest.take(np.flatnonzero(alive)))
         finals = np.flatnonzero(~ck)
         return self._consume(block.take(finals)) if len(finals) else []
+
+    @staticmethod
+    def _full_records(block: FlowBlock, recs: list[Any], rows: np.ndarray) -> None:
+        """Replace the RecordViews among `rows` by FlowRecords, in place."""
+        view = _record_view()
+        idx = [i for i in rows.tolist() if isinstance(recs[i], view)]
+        if idx:
+            for i, rec in zip(idx, block.take(np.asarray(idx)).records(), strict=True):
+                recs[i] = rec
 
     def _cross(self, block: FlowBlock) -> None:
         """Score held checkpoint rows and record each flow's first threshold crossings."""
@@ -420,6 +441,10 @@ class ScoringPipeline:
         lab, score, _ = self.decider.label_index(P)
         classes = self.classes
         is_ckpt = block.reason == L.R_CHECKPOINT
+        # checkpoints that crossed a threshold may become verdicts: full records for them
+        self._full_records(
+            block, recs, np.flatnonzero(is_ckpt & (lab != self.classes.index(BENIGN)))
+        )
         self.stats.records += len(recs)
         if self._pending:
             fid = block.s[:, L.FLOW_ID]
@@ -547,6 +572,36 @@ class ScoringPipeline:
             v.first_checkpoint, v.first_pkts, v.first_ns = name, pkts, epoch
             v.first_client_payload_pkts = cpay
         return v
+
+
+@functools.cache
+def _record_view() -> type:
+    """The fields of a FlowRecord that the default featurizer and the verdict state read.
+
+    In-domain checkpoint records are featurized, but almost all of them stay benign and
+    nothing else looks at them, so they are built with these fields only (a named tuple,
+    same values as the FlowRecord); the few that cross a threshold get a full FlowRecord
+    before anything else sees them (see _full_records).
+    """
+    from flowdet.features import _SCALARS
+
+    names = [
+        "flow_id",
+        "segment",
+        "end_reason",
+        "checkpoint",
+        "pkts_toserver",
+        "pkts_toclient",
+        "payload_pkts_toserver",
+        *_SCALARS,
+        "payload_hist_toserver",
+        "payload_hist_toclient",
+        "first_pkts",
+        "last_pkts",
+        "payload_toserver",
+        "payload_toclient",
+    ]
+    return collections.namedtuple("RecordView", dict.fromkeys(names))
 
 
 def _declares_domain_gate(detector: Any) -> bool:
