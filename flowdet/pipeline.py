@@ -453,10 +453,11 @@ class ScoringPipeline:
             self._take_pending(np.unique(fid[~is_ckpt]), score=False)
         out: list[Verdict] = []
         rows: list[int] = []
-        for i, rec in enumerate(recs):
+        # a benign snapshot changes no verdict state: visit only the other rows
+        visit = np.flatnonzero(~(is_ckpt & (lab == classes.index(BENIGN))))
+        for i in visit.tolist():
+            rec = recs[i]
             label = classes[int(lab[i])]
-            if is_ckpt[i] and label == BENIGN:
-                continue  # a benign snapshot changes no verdict state
             st = self._state.get(rec.flow_id)
             if isinstance(rec, RecordStub):  # out of domain, benign, only alerts wanted
                 self.stats.flows += 1

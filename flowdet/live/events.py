@@ -20,6 +20,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from flowdet.alerts import AlertField, alert_record
 from flowdet.flows import layout as L
 from flowdet.flows.record import FlowBlock
@@ -153,7 +155,10 @@ class LivePipeline(ScoringPipeline):
         out: list[LiveEvent] = []
         new_rows: list[int] = []
         new_verdicts: list[Verdict] = []
-        for i, rec in enumerate(recs):
+        # benign checkpoints make no event: visit only the other rows
+        visit = np.flatnonzero(~(is_ckpt & (lab == self.classes.index(BENIGN))))
+        for i in visit.tolist():
+            rec = recs[i]
             fid = rec.flow_id
             prev = self._reported.get(fid)
             v = by_rec.get(id(rec))
