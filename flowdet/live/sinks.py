@@ -183,7 +183,9 @@ class AlertCommand:
                 if rec is not None:
                     self.stats.dropped += 1
             self._q.put(None)
-            self._thread.join(1.0)
+            # The running command is dead or dies at its own timeout: wait for the worker to
+            # count it, so the summary accounts for every alert.
+            self._thread.join(self.timeout + 1.0)
 
 
 # -- --alert-pcap -----------------------------------------------------------------------------
