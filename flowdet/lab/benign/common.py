@@ -228,3 +228,16 @@ async def open_tcp(
         ),
         timeout=10,
     )
+
+
+def dispatch(
+    module: str, argv: Sequence[str] | None, **parts: Callable[[Sequence[str]], int]
+) -> int:
+    """`python -m flowdet.lab.benign.MODULE {server,client} ...`: run the part named first."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    run = parts.get(args[0]) if args else None
+    if run is None:
+        names = ",".join(parts)
+        sys.stderr.write(f"usage: python -m flowdet.lab.benign.{module} {{{names}}} ...\n")
+        return 2
+    return run(args[1:])

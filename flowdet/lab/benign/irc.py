@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from flowdet.lab.benign.common import (
     Tally,
     client_parser,
+    dispatch,
     emit,
     jittered,
     open_tcp,
@@ -202,13 +203,7 @@ def client(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["server"]:
-        return serve(argv[1:])
-    if argv[:1] == ["client"]:
-        return client(argv[1:])
-    sys.stderr.write("usage: python -m flowdet.lab.benign.irc {server,client} ...\n")
-    return 2
+    return dispatch("irc", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from flowdet.lab.benign.common import (
     Tally,
     client_parser,
+    dispatch,
     emit,
     jittered,
     open_tcp,
@@ -269,13 +270,7 @@ def client(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["server"]:
-        return serve(argv[1:])
-    if argv[:1] == ["client"]:
-        return client(argv[1:])
-    sys.stderr.write("usage: python -m flowdet.lab.benign.mqtt {server,client} ...\n")
-    return 2
+    return dispatch("mqtt", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":

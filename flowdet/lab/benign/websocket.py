@@ -38,6 +38,7 @@ from typing import Any
 from flowdet.lab.benign.common import (
     Tally,
     client_parser,
+    dispatch,
     emit,
     jittered,
     open_tcp,
@@ -661,11 +662,7 @@ def client(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("server", "client"):
-        sys.stderr.write("usage: python -m flowdet.lab.benign.websocket {server,client} ...\n")
-        return 2
-    return serve(argv[1:]) if argv[0] == "server" else client(argv[1:])
+    return dispatch("websocket", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":
