@@ -68,6 +68,7 @@ class Relay:
     lock: threading.Lock = field(default_factory=threading.Lock)
     sock: socket.socket = field(init=False)
     conns: int = 0
+    copiers: list[tuple[str, threading.Thread]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -90,7 +91,10 @@ class Relay:
                 continue
             server.settimeout(None)
             for src, dst, d in ((client, server, "c2s"), (server, client, "s2c")):
-                threading.Thread(target=self._copy, args=(n, src, dst, d), daemon=True).start()
+                t = threading.Thread(target=self._copy, args=(n, src, dst, d), daemon=True)
+                with self.lock:
+                    self.copiers.append((d, t))
+                t.start()
 
     def _copy(self, n: int, src: socket.socket, dst: socket.socket, d: str) -> None:
         try:
@@ -120,6 +124,18 @@ class Relay:
         with self.lock:
             eofs = [c for c in self.chunks if c.conn == conn and not c.data]
         return min(eofs, key=lambda c: c.t).direction if eofs else None
+
+    def settle(self) -> None:
+        """Wait until every byte the (exited) miner sent has been recorded.
+
+        Once the miner is gone each toserver copier reads its last bytes and EOF, however late
+        the scheduler runs it; the toclient copiers end when the pool answers that EOF.
+        """
+        with self.lock:
+            copiers = list(self.copiers)
+        for d, t in copiers:
+            t.join(timeout=15 if d == "c2s" else 3)
+            assert d == "s2c" or not t.is_alive(), "relay still copying after the miner exited"
 
     def close(self) -> None:
         self.sock.close()
@@ -263,7 +279,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             out, err = run.miner.communicate(timeout=120)
             assert run.miner.returncode == 0, f"{run.name} miner failed: {err[-800:]}"
             run.summary = json.loads(out.strip().splitlines()[-1])
-        time.sleep(0.2)  # the relays' last bytes
+        for run in started.values():
+            run.relay.settle()
         yield started
     finally:
         for p in procs:
