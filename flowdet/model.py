@@ -1,7 +1,12 @@
-"""The fitted detector: a scikit-learn estimator, its feature list, thresholds and model card.
+"""The fitted detector: boosted trees, its feature list, thresholds and model card.
 
-A model file is a joblib bundle (estimator + card); the same card is written beside it as
-`<name>.card.json` so a person can read what a model was trained on without unpickling it.
+A model file is a joblib bundle (format 2: the trees as plain numpy arrays, see
+flowdet.forest, + the card); the same card is written beside it as `<name>.card.json` so a
+person can read what a model was trained on without unpickling it. Loading a model needs
+numpy only: scikit-learn is imported by `flowdet train`, never by `flowdet score`. A
+Detector built in memory around a fitted scikit-learn HistGradientBoostingClassifier works
+as well; `save` exports its trees and refuses to write them unless they reproduce the
+estimator's probabilities.
 `Detector.load` refuses, with a one-line `ModelError`, a file that is missing, corrupt, of
 another bundle format, or whose feature list differs from `flowdet.features.FEATURE_NAMES`
 (a column that changed meaning would silently give wrong verdicts).
@@ -34,8 +39,12 @@ import numpy as np
 
 from flowdet.errors import ModelError
 from flowdet.features import FEATURE_NAMES
+from flowdet.forest import Forest, check_export, probe_rows
 
-BUNDLE_FORMAT = 1
+# 1: a pickled scikit-learn estimator; 2: the trees as arrays (flowdet.forest)
+BUNDLE_FORMAT = 2
+# Largest |P(export) - P(estimator)| accepted when the trees are exported (measured: 0).
+EXPORT_TOLERANCE = 1e-6
 CLASSES: tuple[str, ...] = ("benign", "mining", "ssh-tunnel")
 BENIGN = "benign"
 DEFAULT_THRESHOLDS: dict[str, float] = {"mining": 0.5, "ssh-tunnel": 0.5}
@@ -53,7 +62,10 @@ def card_path(path: str | os.PathLike[str]) -> Path:
 
 @dataclass
 class Detector:
-    """A fitted model bundle: `predict_proba` columns follow `classes`."""
+    """A fitted model bundle: `predict_proba` columns follow `classes`.
+
+    `estimator` is a flowdet.forest.Forest (what `load` gives) or, before `save`, a fitted
+    scikit-learn HistGradientBoostingClassifier."""
 
     estimator: Any
     classes: tuple[str, ...]
@@ -86,8 +98,7 @@ class Detector:
         else:
             ask = np.ones(X.shape[0], bool)
         if ask.any():
-            with single_threaded():
-                proba = self.estimator.predict_proba(X[ask])
+            proba = _estimator_proba(self.estimator, X[ask])
             for j, c in enumerate(self.estimator.classes_):
                 out[ask, self.classes.index(str(c))] = proba[:, j]
         return apply_gate(X, out, self.classes)
@@ -103,20 +114,28 @@ class Detector:
         return self.decide(self.predict_proba(X))
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the joblib bundle and the JSON card beside it."""
+    def save(self, path: str | os.PathLike[str], check_rows: np.ndarray | None = None) -> None:
+        """Write the joblib bundle and the JSON card beside it.
+
+        A scikit-learn estimator is exported to a Forest first and checked against it on
+        `check_rows` (e.g. the training rows) and on rows that take every split both ways
+        (flowdet.forest.probe_rows); ModelError, and nothing written, if they differ."""
         import joblib
 
+        if not isinstance(self.estimator, Forest):
+            self.estimator, check = export_forest(self.estimator, check_rows)
+            self.card = {**self.card, "predictor": check}
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         card = dict(self.card)
+        card["format"] = BUNDLE_FORMAT
         card["classes"] = list(self.classes)
         card["feature_names"] = list(self.feature_names)
         card.setdefault("thresholds", self.thresholds)
         self.card = card
         bundle = {
             "format": BUNDLE_FORMAT,
-            "estimator": self.estimator,
+            "forest": self.estimator.to_arrays(),
             "classes": list(self.classes),
             "feature_names": list(self.feature_names),
             "card": card,
@@ -143,7 +162,7 @@ class Detector:
             raise ModelError(
                 f"{p}: not a readable flowdet model ({type(exc).__name__}: {_one_line(exc)})"
             ) from None
-        if not isinstance(bundle, dict) or "estimator" not in bundle:
+        if not isinstance(bundle, dict) or not ({"estimator", "forest"} & set(bundle)):
             raise ModelError(f"{p}: not a flowdet model bundle")
         if bundle.get("format") != BUNDLE_FORMAT:
             raise ModelError(
@@ -158,12 +177,46 @@ class Detector:
                 "retrain it with `flowdet train`"
             )
         classes = tuple(str(c) for c in bundle.get("classes") or ())
-        est = bundle["estimator"]
-        if not hasattr(est, "predict_proba") or not classes:
-            raise ModelError(f"{p}: model bundle has no usable estimator")
-        if {str(c) for c in getattr(est, "classes_", ())} - set(classes):
-            raise ModelError(f"{p}: estimator classes do not match the bundle's classes")
-        return cls(est, classes, names, dict(bundle.get("card") or {}))
+        try:
+            forest = Forest.from_arrays(bundle.get("forest"))
+        except ModelError as exc:
+            raise ModelError(f"{p}: model bundle has no usable trees ({exc})") from None
+        if not classes or set(forest.classes) - set(classes):
+            raise ModelError(f"{p}: the trees' classes do not match the bundle's classes")
+        if forest.n_features != len(names):
+            raise ModelError(
+                f"{p}: the trees read {forest.n_features} features, the bundle lists "
+                f"{len(names)}: retrain it with `flowdet train`"
+            )
+        return cls(forest, classes, names, dict(bundle.get("card") or {}))
+
+
+def export_forest(est: Any, check_rows: np.ndarray | None = None) -> tuple[Forest, dict[str, Any]]:
+    """A fitted HistGradientBoostingClassifier's trees as a Forest, checked against the
+    estimator on `check_rows` and on probe rows; also the card's "predictor" entry saying
+    what was checked. ModelError if the export does not reproduce the estimator."""
+    forest = Forest.from_hgb(est)
+    probes = probe_rows(forest)
+    rows = (
+        probes
+        if check_rows is None
+        else np.concatenate([np.asarray(check_rows, dtype=np.float32), probes])
+    )
+    diff = check_export(forest, est, rows, EXPORT_TOLERANCE)
+    return forest, {
+        "kind": "flowdet.forest (trees exported from the estimator, no scikit-learn at scoring)",
+        "trees": len(forest.roots),
+        "nodes": len(forest.feature),
+        "rows_checked": len(rows),
+        "max_abs_diff": diff,
+    }
+
+
+def _estimator_proba(est: Any, X: np.ndarray) -> np.ndarray:
+    if isinstance(est, Forest):
+        return est.predict_proba(X)
+    with single_threaded():
+        return est.predict_proba(X)
 
 
 def _cols(*names: str) -> np.ndarray:

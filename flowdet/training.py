@@ -30,6 +30,7 @@ from flowdet.model import (
     Detector,
     apply_gate,
     decide,
+    export_forest,
     single_threaded,
 )
 
@@ -281,8 +282,14 @@ def train(
     t0 = time.monotonic()
     rows = fit_rows(ds)
     est = fit_estimator(ds.X[rows], ds.y[rows], fit_weights(ds, rows)[rows], seed)
+    # the model file holds the trees as arrays (flowdet.forest): checked here to give the
+    # estimator's probabilities on every training row, or nothing is written
+    forest, check = export_forest(est, ds.X)
     if log:
-        log(f"train: final fit on {len(ds)} rows, {time.monotonic() - t0:.1f} s")
+        log(
+            f"train: final fit on {len(ds)} rows, {time.monotonic() - t0:.1f} s; trees "
+            f"exported, max |dP| {check['max_abs_diff']:.1g} on {check['rows_checked']} rows"
+        )
     card = {
         "format": BUNDLE_FORMAT,
         "classes": list(CLASSES),
@@ -299,10 +306,11 @@ def train(
             for k, v in est.get_params().items()
             if isinstance(v, (int, float, str, bool)) or v is None
         },
+        "predictor": check,
         "seed": seed,
         "data": ds.summary,
         "metrics": {k: v for k, v in rep.items() if k != "thresholds"},
         "versions": library_versions(),
         "command": command or " ".join(sys.argv),
     }
-    return Detector(est, tuple(str(c) for c in CLASSES), FEATURE_NAMES, card), rep
+    return Detector(forest, tuple(str(c) for c in CLASSES), FEATURE_NAMES, card), rep
