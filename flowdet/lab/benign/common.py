@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,12 +96,15 @@ def server_parser(description: str, default_port: int) -> argparse.ArgumentParse
     return p
 
 
-def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
-    if cert is None or key is None:
+def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context when started with --tls (from server_parser), else None."""
+    if not args.tls:
+        return None
+    if args.cert is None or args.key is None:
         raise SystemExit("--tls needs --cert and --key")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    ctx.load_cert_chain(args.cert, args.key)
     return ctx
 
 
@@ -204,9 +207,7 @@ async def serve_tcp(
         ) as exc:
             log(f"{kind}: connection ended: {exc!r}")
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await hang_up(writer)
 
     server = await asyncio.start_server(guarded, bind, port, ssl=tls, reuse_address=True)
     sock = server.sockets[0].getsockname()
@@ -216,10 +217,12 @@ async def serve_tcp(
 
 
 async def open_tcp(
-    args: argparse.Namespace, alpn: Sequence[str] = ()
+    args: argparse.Namespace, tally: Tally
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    ctx = client_context(args.cafile, alpn) if args.tls else None
-    return await asyncio.wait_for(
+    """The client's connection to --server/--port (TLS with --tls), counted in `tally` with
+    the TLS version, cipher and ALPN it negotiated: the summary says what really ran."""
+    ctx = client_context(args.cafile) if args.tls else None
+    reader, writer = await asyncio.wait_for(
         asyncio.open_connection(
             args.server,
             args.port,
@@ -228,6 +231,31 @@ async def open_tcp(
         ),
         timeout=10,
     )
+    tally.connections += 1
+    tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")))
+    return reader, writer
+
+
+async def hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close and wait until the close is done (TLS close_notify, FIN), so a client's summary
+    comes after its last packet; a peer that already went away is not an error here."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def paced(
+    deadline: float, pause: Callable[[], float], stop: Callable[[], bool] | None = None
+) -> AsyncIterator[None]:
+    """Yield after each `pause()` seconds until the next pause would reach `deadline` (or
+    `stop()` is true before it starts): a client acts now and then but never starts an
+    action its --duration has no time left for."""
+    while True:
+        wait = pause()
+        if time.monotonic() + wait >= deadline or (stop is not None and stop()):
+            return
+        await asyncio.sleep(wait)
+        yield
 
 
 def dispatch(

@@ -21,14 +21,15 @@ from flowdet.lab.benign.common import (
     client_parser,
     dispatch,
     emit,
+    hang_up,
     jittered,
     open_tcp,
+    paced,
     peer_task,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
-    tls_facts,
+    server_tls,
 )
 
 SERVER_NAME = "irc.example.net"
@@ -135,7 +136,7 @@ def serve(argv: Sequence[str]) -> int:
     p.add_argument("--chatter", type=float, default=20.0, help="mean seconds between others' lines")
     p.add_argument("--ping", type=float, default=120.0, help="seconds between server PINGs")
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
+    tls = server_tls(args)
     srv = Server(args.chatter, args.ping, args.seed)
     return run_async(lambda: serve_tcp(srv.handle, args.bind, args.port, tls, "irc"))
 
@@ -144,9 +145,7 @@ async def run_client(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     tally = Tally(extra={"numerics": {}, "pings_answered": 0, "privmsgs_received": 0})
     t0 = time.monotonic()
-    reader, writer = await open_tcp(args)
-    tally.connections = 1
-    tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")))
+    reader, writer = await open_tcp(args, tally)
     nick = f"user{rng.randint(100, 999)}"
     welcomed = asyncio.Event()
 
@@ -178,20 +177,14 @@ async def run_client(args: argparse.Namespace) -> None:
     chans = rng.sample(CHANNELS, rng.randint(1, 3))
     await send(f"JOIN {','.join(chans)}")
     deadline = t0 + args.duration
-    while True:
-        wait = rng.expovariate(1 / args.interval)
-        if time.monotonic() + wait >= deadline or receiver.done():
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(deadline, lambda: rng.expovariate(1 / args.interval), receiver.done):
         await send(f"PRIVMSG {rng.choice(chans)} :{rng.choice(CHATTER)}")
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     await send("QUIT :Leaving")
     with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
         await asyncio.wait_for(receiver, timeout=3)
     receiver.cancel()
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await hang_up(writer)
     emit(tally.summary("irc"))
 
 

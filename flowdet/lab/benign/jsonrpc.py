@@ -26,13 +26,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowdet.lab.benign.common import (
-    LOOPBACK,
     Tally,
     client_context,
     client_parser,
+    dispatch,
     emit,
     jittered,
-    server_context,
+    server_parser,
+    server_tls,
 )
 
 WORK_METHODS = frozenset({"eth_getWork", "eth_submitWork", "eth_submitHashrate", "getwork",
@@ -172,26 +173,16 @@ def make_handler(chain: Chain) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 def serve(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(description="JSON-RPC 2.0 over HTTP: Ethereum read API + service")
-    p.add_argument("--bind", default=LOOPBACK)
-    p.add_argument("--port", type=int, default=8545)
-    p.add_argument("--seed", type=int, default=0)
+    p = server_parser("JSON-RPC 2.0 over HTTP: Ethereum read API + service", 8545)
     p.add_argument("--block-time", type=float, default=12.0)
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--cert")
-    p.add_argument("--key")
     args = p.parse_args(argv)
     chain = Chain(args.seed, args.block_time)
     http.server.ThreadingHTTPServer.allow_reuse_address = True
     srv = http.server.ThreadingHTTPServer((args.bind, args.port), make_handler(chain))
     srv.daemon_threads = True
-    if args.tls:
-        from pathlib import Path
-
-        ctx = server_context(
-            Path(args.cert) if args.cert else None, Path(args.key) if args.key else None
-        )
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    tls = server_tls(args)
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     host, port = srv.server_address[:2]
     emit({"listening": [host, port], "kind": "jsonrpc", "tls": args.tls})
     import signal
@@ -299,23 +290,21 @@ def run_client(args: argparse.Namespace) -> None:
     emit(tally.summary("jsonrpc"))
 
 
+def client(argv: Sequence[str]) -> int:
+    p = client_parser("JSON-RPC over HTTP poller (Ethereum read API or service API)", 8545)
+    p.add_argument("--mode", choices=("eth", "service"), default="eth")
+    p.add_argument("--interval", type=float, default=4.0)
+    args = p.parse_args(argv)
+    try:
+        run_client(args)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        sys.stderr.write(f"jsonrpc client: {type(exc).__name__}: {exc}\n")
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["server"]:
-        return serve(argv[1:])
-    if argv[:1] == ["client"]:
-        p = client_parser("JSON-RPC over HTTP poller (Ethereum read API or service API)", 8545)
-        p.add_argument("--mode", choices=("eth", "service"), default="eth")
-        p.add_argument("--interval", type=float, default=4.0)
-        args = p.parse_args(argv[1:])
-        try:
-            run_client(args)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            sys.stderr.write(f"jsonrpc client: {type(exc).__name__}: {exc}\n")
-            return 1
-        return 0
-    sys.stderr.write("usage: python -m flowdet.lab.benign.jsonrpc {server,client} ...\n")
-    return 2
+    return dispatch("jsonrpc", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,15 @@ from flowdet.lab.benign.common import (
     client_parser,
     dispatch,
     emit,
+    hang_up,
     jittered,
     open_tcp,
+    paced,
     peer_task,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
-    tls_facts,
+    server_tls,
 )
 
 SERVICES = ("api", "worker", "auth", "billing", "frontend")
@@ -105,7 +106,7 @@ def serve(argv: Sequence[str]) -> int:
     p.add_argument("--interval", type=float, default=3.0, help="mean seconds between updates")
     p.add_argument("--jitter", type=float, default=0.5)
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
+    tls = server_tls(args)
     srv = Server(args.interval, args.jitter, args.seed)
     return run_async(lambda: serve_tcp(srv.handle, args.bind, args.port, tls, "linejson"))
 
@@ -129,9 +130,8 @@ async def run_client(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     tally = Tally()
     t0 = time.monotonic()
-    reader, writer = await open_tcp(args)
-    tally.connections = 1
-    tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")), mode=args.mode)
+    reader, writer = await open_tcp(args, tally)
+    tally.extra["mode"] = args.mode
     kinds: dict[str, int] = {}
     answered = asyncio.Event()  # every request has its ack/result: safe to hang up
 
@@ -158,11 +158,9 @@ async def run_client(args: argparse.Namespace) -> None:
             {"id": 1, "method": "subscribe", "params": rng.sample(SYMBOLS, rng.randint(1, 3))}
         )
     seq = rid = 1
-    while True:
-        wait = jittered(rng, args.interval, args.jitter)
-        if time.monotonic() + wait >= deadline or receiver.done():
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(
+        deadline, lambda: jittered(rng, args.interval, args.jitter), receiver.done
+    ):
         if args.mode == "ship":
             records = [_log_record(rng, "sandbox") for _ in range(rng.randint(1, 6))]
             await send({"batch": seq, "records": records})
@@ -176,9 +174,7 @@ async def run_client(args: argparse.Namespace) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(answered.wait(), timeout=3)
     receiver.cancel()
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await hang_up(writer)
     tally.extra["received_kinds"] = kinds
     emit(tally.summary("linejson"))
 

@@ -25,14 +25,15 @@ from flowdet.lab.benign.common import (
     client_parser,
     dispatch,
     emit,
+    hang_up,
     jittered,
     open_tcp,
+    paced,
     peer_task,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
-    tls_facts,
+    server_tls,
 )
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
@@ -186,7 +187,7 @@ def serve(argv: Sequence[str]) -> int:
         "--interval", type=float, default=20.0, help="mean seconds between broker pushes"
     )
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
+    tls = server_tls(args)
     broker = Broker(args.interval, args.seed)
     return run_async(lambda: serve_tcp(broker.handle, args.bind, args.port, tls, "mqtt"))
 
@@ -195,9 +196,7 @@ async def run_client(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     tally = Tally(extra={"packets": {}, "pings": 0})
     t0 = time.monotonic()
-    reader, writer = await open_tcp(args)
-    tally.connections = 1
-    tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")))
+    reader, writer = await open_tcp(args, tally)
     device = f"sensor-{rng.randbytes(3).hex()}"
     last_sent = [time.monotonic()]
 
@@ -238,11 +237,7 @@ async def run_client(args: argparse.Namespace) -> None:
     pinger = asyncio.create_task(keepalive())
     deadline = t0 + args.duration
     pid, temp = 1, rng.uniform(18, 24)
-    while True:
-        wait = jittered(rng, args.interval, 0.1)
-        if time.monotonic() + wait >= deadline or receiver.done():
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(deadline, lambda: jittered(rng, args.interval, 0.1), receiver.done):
         temp += rng.gauss(0, 0.1)
         reading = {"device": device, "temp_c": round(temp, 2), "rh": rng.randint(30, 60),
                    "battery": rng.randint(60, 100), "ts": int(time.time())}  # fmt: skip
@@ -255,9 +250,7 @@ async def run_client(args: argparse.Namespace) -> None:
     receiver.cancel()
     with contextlib.suppress(asyncio.CancelledError, asyncio.IncompleteReadError):
         await receiver
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await hang_up(writer)
     emit(tally.summary("mqtt"))
 
 

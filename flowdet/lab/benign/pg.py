@@ -26,10 +26,11 @@ from flowdet.lab.benign.common import (
     dispatch,
     emit,
     jittered,
+    paced,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
+    server_tls,
     tls_facts,
 )
 
@@ -190,8 +191,7 @@ class Server:
 def serve(argv: Sequence[str]) -> int:
     p = server_parser("PostgreSQL v3 protocol server (trust auth, optional SSLRequest TLS)", 5432)
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
-    srv = Server(tls, args.seed)
+    srv = Server(server_tls(args), args.seed)
     # TLS is negotiated in-band after SSLRequest, so the listener itself is plain TCP.
     return run_async(lambda: serve_tcp(srv.handle, args.bind, args.port, None, "pg"))
 
@@ -283,11 +283,7 @@ async def run_client(args: argparse.Namespace) -> None:
 
     checker = asyncio.create_task(health())
     deadline = t0 + args.duration
-    while True:
-        wait = jittered(rng, args.interval, 0.9)
-        if time.monotonic() + wait >= deadline or checker.done():
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(deadline, lambda: jittered(rng, args.interval, 0.9), checker.done):
         await asyncio.gather(*(transaction(rng.choice(pool)) for _ in range(rng.randint(1, 6))))
     checker.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -26,11 +26,11 @@ from flowdet.lab.benign.common import (
     emit,
     jittered,
     open_tcp,
+    paced,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
-    tls_facts,
+    server_tls,
 )
 
 Reply = bytes | int | str | list[Any] | None | Exception
@@ -231,7 +231,7 @@ class Store:
 def serve(argv: Sequence[str]) -> int:
     p = server_parser("Redis-protocol (RESP2) server", 6379)
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
+    tls = server_tls(args)
     store = Store()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -295,12 +295,10 @@ async def run_client(args: argparse.Namespace) -> None:
         return replies
 
     for i in range(args.connections):
-        reader, writer = await open_tcp(args)
+        reader, writer = await open_tcp(args, tally)
         conn = PooledConn(reader, writer)
         pool.append(conn)
-        tally.connections += 1
         await call(conn, ("CLIENT", "SETNAME", f"app-{args.seed}-{i}"), ("SELECT", 0))
-    tally.extra.update(tls_facts(pool[0].writer.get_extra_info("ssl_object")))
 
     async def health() -> None:
         while True:
@@ -315,11 +313,7 @@ async def run_client(args: argparse.Namespace) -> None:
 
     checker = asyncio.create_task(health())
     deadline = t0 + args.duration
-    while True:
-        wait = jittered(rng, args.interval, 0.9)
-        if time.monotonic() + wait >= deadline:
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(deadline, lambda: jittered(rng, args.interval, 0.9)):
         tally.extra["bursts"] += 1
         jobs = []
         for _ in range(rng.randint(1, 2 * len(pool))):

@@ -40,14 +40,15 @@ from flowdet.lab.benign.common import (
     client_parser,
     dispatch,
     emit,
+    hang_up,
     jittered,
     open_tcp,
+    paced,
     peer_task,
     run_async,
     serve_tcp,
-    server_context,
     server_parser,
-    tls_facts,
+    server_tls,
 )
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -519,7 +520,7 @@ def serve(argv: Sequence[str]) -> int:
     p.add_argument("--interval", type=float, default=5.0, help="mean seconds between pushes")
     p.add_argument("--jitter", type=float, default=0.3)
     args = p.parse_args(argv)
-    tls = server_context(args.cert, args.key) if args.tls else None
+    tls = server_tls(args)
     server = Server(args.interval, args.jitter, args.seed)
     return run_async(lambda: serve_tcp(server.handle, args.bind, args.port, tls, "websocket"))
 
@@ -553,11 +554,10 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(args.seed)
     tally = Tally()
     t0 = time.monotonic()
-    reader, writer = await open_tcp(args)
-    tally.connections = 1
+    reader, writer = await open_tcp(args, tally)
     host = args.sni or args.server
     await client_handshake(reader, writer, host, PATHS[args.mode])
-    tally.extra.update(tls_facts(writer.get_extra_info("ssl_object")), handshake="ok")
+    tally.extra["handshake"] = "ok"
     peer = Peer(reader, writer, is_client=True, tally=tally, t0=t0)
     opcodes: dict[str, int] = {}
     received_kinds: dict[str, int] = {}
@@ -598,11 +598,7 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
         cols, rows = rng.choice(((80, 24), (120, 40), (203, 52)))
         await peer.send_json({"AuthToken": "", "columns": cols, "rows": rows})
     rid = 1
-    while True:
-        wait = jittered(rng, args.interval, args.jitter)
-        if time.monotonic() + wait >= deadline:
-            break
-        await asyncio.sleep(wait)
+    async for _ in paced(deadline, lambda: jittered(rng, args.interval, args.jitter)):
         if receiver.done():
             break
         n += 1
@@ -630,9 +626,7 @@ async def run_client(args) -> None:  # type: ignore[no-untyped-def]
     with contextlib.suppress(asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
         await asyncio.wait_for(receiver, timeout=3)
     receiver.cancel()
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    await hang_up(writer)
     tally.extra.update(mode=args.mode, opcodes=opcodes, received_kinds=received_kinds)
     emit(tally.summary("websocket"))
 
