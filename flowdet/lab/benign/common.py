@@ -96,6 +96,14 @@ def server_parser(description: str, default_port: int) -> argparse.ArgumentParse
     return p
 
 
+def udp_server_parser(description: str, default_port: int) -> argparse.ArgumentParser:
+    """Arguments of a UDP responder: no TLS, and answers that do not depend on a seed."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--bind", default=LOOPBACK)
+    p.add_argument("--port", type=int, default=default_port, help="0 picks a free port")
+    return p
+
+
 def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The server's TLS context when started with --tls (from server_parser), else None."""
     if not args.tls:
@@ -214,6 +222,37 @@ async def serve_tcp(
     emit({"listening": [sock[0], sock[1]], "kind": kind, "tls": tls is not None})
     async with server:
         await server.serve_forever()
+
+
+class _Responder(asyncio.DatagramProtocol):
+    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
+        self.answer = answer
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = self.answer(data)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+async def serve_udp(
+    answer: Callable[[bytes], bytes | None], bind: str, port: int, kind: str
+) -> None:
+    """Answer each datagram with `answer(request)` forever (None: stay silent, as real
+    servers do to what they cannot parse), announcing the bound port."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Responder(answer), local_addr=(bind, port)
+    )
+    sock = transport.get_extra_info("sockname")
+    emit({"listening": [sock[0], sock[1]], "kind": kind, "proto": "udp"})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        transport.close()
 
 
 async def open_tcp(

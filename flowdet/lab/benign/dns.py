@@ -10,7 +10,6 @@ unknown names, and NOTIMP for other opcodes.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import random
@@ -21,7 +20,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flowdet.lab.benign.common import LOOPBACK, Tally, client_parser, emit, jittered, run_async
+from flowdet.lab.benign.common import (
+    Tally,
+    client_parser,
+    dispatch,
+    emit,
+    jittered,
+    run_async,
+    serve_udp,
+    udp_server_parser,
+)
 
 TYPE_A, TYPE_NS, TYPE_CNAME, TYPE_SOA, TYPE_AAAA, TYPE_OPT = 1, 2, 5, 6, 28, 41
 CLASS_IN = 1
@@ -242,30 +250,6 @@ def answer(request: bytes, known: frozenset[str] = frozenset(HOSTS)) -> bytes | 
     return encode_message(resp)
 
 
-class _Responder(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = answer(data)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-
-async def run_server(bind: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(_Responder, local_addr=(bind, port))
-    sock = transport.get_extra_info("sockname")
-    emit({"listening": [sock[0], sock[1]], "kind": "dns", "proto": "udp"})
-    try:
-        await asyncio.Event().wait()
-    finally:
-        transport.close()
-
-
 # ---------------------------------------------------------------- client
 
 
@@ -330,28 +314,25 @@ def run_client(args) -> None:  # type: ignore[no-untyped-def]
     emit(tally.summary("dns"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["server"]:
-        import argparse
+def serve(argv: Sequence[str]) -> int:
+    args = udp_server_parser("UDP DNS responder for the lab zone", 53).parse_args(argv)
+    return run_async(lambda: serve_udp(answer, args.bind, args.port, "dns"))
 
-        p = argparse.ArgumentParser(description="UDP DNS responder for the lab zone")
-        p.add_argument("--bind", default=LOOPBACK)
-        p.add_argument("--port", type=int, default=53)
-        args = p.parse_args(argv[1:])
-        return run_async(lambda: run_server(args.bind, args.port))
-    if argv[:1] == ["client"]:
-        p = client_parser("stub-resolver lookups in bursts", 53)
-        p.add_argument("--interval", type=float, default=5.0, help="mean seconds between bursts")
-        args = p.parse_args(argv[1:])
-        try:
-            run_client(args)
-        except OSError as exc:
-            sys.stderr.write(f"dns client: {exc}\n")
-            return 1
-        return 0
-    sys.stderr.write("usage: python -m flowdet.lab.benign.dns {server,client} ...\n")
-    return 2
+
+def client(argv: Sequence[str]) -> int:
+    p = client_parser("stub-resolver lookups in bursts", 53)
+    p.add_argument("--interval", type=float, default=5.0, help="mean seconds between bursts")
+    args = p.parse_args(argv)
+    try:
+        run_client(args)
+    except OSError as exc:
+        sys.stderr.write(f"dns client: {exc}\n")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch("dns", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ delay like a real one, so a broken exchange shows up in its summary.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import random
 import socket
@@ -21,7 +20,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from flowdet.lab.benign.common import LOOPBACK, Tally, client_parser, emit, jittered, run_async
+from flowdet.lab.benign.common import (
+    Tally,
+    client_parser,
+    dispatch,
+    emit,
+    jittered,
+    run_async,
+    serve_udp,
+    udp_server_parser,
+)
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 PACKET = struct.Struct("!BBbbII4sQQQQ")  # 48 bytes
@@ -84,33 +92,17 @@ def reply(req: NtpPacket, received: float, refid: bytes) -> NtpPacket:
     )  # fmt: skip
 
 
-class _Server(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        t = time.time()
-        try:
-            req = NtpPacket.decode(data)
-        except ValueError:
-            return
-        if req.mode != MODE_CLIENT or not 1 <= req.version <= 4 or self.transport is None:
-            return  # servers stay silent to anything but client requests
-        self.transport.sendto(reply(req, t, bytes([192, 0, 2, 123])).encode(), addr)
-
-
-async def run_server(bind: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(_Server, local_addr=(bind, port))
-    sock = transport.get_extra_info("sockname")
-    emit({"listening": [sock[0], sock[1]], "kind": "ntp", "proto": "udp"})
+def answer(data: bytes) -> bytes | None:
+    """The server's reply to one datagram, stamped on arrival; None for anything but a client
+    request (servers stay silent to those)."""
+    t = time.time()
     try:
-        await asyncio.Event().wait()
-    finally:
-        transport.close()
+        req = NtpPacket.decode(data)
+    except ValueError:
+        return None
+    if req.mode != MODE_CLIENT or not 1 <= req.version <= 4:
+        return None
+    return reply(req, t, bytes([192, 0, 2, 123])).encode()
 
 
 def _exchange(s: socket.socket, poll: int, tally: Tally, t0: float) -> None:
@@ -173,29 +165,28 @@ def run_client(args: argparse.Namespace) -> None:
     emit(tally.summary("ntp"))
 
 
+def serve(argv: Sequence[str]) -> int:
+    args = udp_server_parser("NTPv4 server (stratum 2)", 123).parse_args(argv)
+    return run_async(lambda: serve_udp(answer, args.bind, args.port, "ntp"))
+
+
+def client(argv: Sequence[str]) -> int:
+    p = client_parser("NTPv4 client polling at an interval", 123)
+    p.add_argument("--interval", type=float, default=64.0, help="seconds between polls")
+    p.add_argument("--source-port", type=int, default=0, help="123 = ntpd style, 0 = chrony")
+    p.add_argument("--source-addr", default="", help="local address for --source-port")
+    p.add_argument("--iburst", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        run_client(args)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"ntp client: {exc}\n")
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["server"]:
-        p = argparse.ArgumentParser(description="NTPv4 server (stratum 2)")
-        p.add_argument("--bind", default=LOOPBACK)
-        p.add_argument("--port", type=int, default=123)
-        a = p.parse_args(argv[1:])
-        return run_async(lambda: run_server(a.bind, a.port))
-    if argv[:1] == ["client"]:
-        p = client_parser("NTPv4 client polling at an interval", 123)
-        p.add_argument("--interval", type=float, default=64.0, help="seconds between polls")
-        p.add_argument("--source-port", type=int, default=0, help="123 = ntpd style, 0 = chrony")
-        p.add_argument("--source-addr", default="", help="local address for --source-port")
-        p.add_argument("--iburst", action="store_true")
-        args = p.parse_args(argv[1:])
-        try:
-            run_client(args)
-        except (OSError, ValueError) as exc:
-            sys.stderr.write(f"ntp client: {exc}\n")
-            return 1
-        return 0
-    sys.stderr.write("usage: python -m flowdet.lab.benign.ntp {server,client} ...\n")
-    return 2
+    return dispatch("ntp", argv, server=serve, client=client)
 
 
 if __name__ == "__main__":
