@@ -64,6 +64,14 @@ def packet_count(path: Path) -> int:
         return reader.stats.records
 
 
+def kernels_state() -> str:
+    """aot (the ahead-of-time build is current) or jit (numba at run time: slower start-up)."""
+    from flowdet.capture.jit import kernels_in_use
+
+    state = kernels_in_use()
+    return state if state == "aot" else f"{state} (make kernels builds the ahead-of-time module)"
+
+
 def commands(mix: Path) -> list[tuple[str, list[str]]]:
     flowdet = str(Path(sys.executable).parent / "flowdet")
     out = [
@@ -169,6 +177,7 @@ def main() -> None:
         return
     n = packet_count(mix)
     print(f"input: {mix} ({mix.stat().st_size / 1e6:,.0f} MB, {n:,} packets)")
+    print(f"flowdet kernels: {kernels_state()}")
     results: list[tuple[str, list[Run]]] = []
     for name, cmd in commands(mix):
         results.append((name, repeat(cmd, args.repeat, stdout_to_devnull=True)))

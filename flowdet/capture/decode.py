@@ -14,9 +14,9 @@ zeroed network fields (see batch.py).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from flowdet.capture.batch import PacketBatch, Status
+from flowdet.capture.jit import compiled
 
 # Link types (https://www.tcpdump.org/linktypes.html).
 LINKTYPE_NULL = 0
@@ -65,12 +65,12 @@ _FRAG = np.uint8(Status.FRAGMENT)
 _V4_MAPPED = np.uint64(0x0000FFFF00000000)
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _be16(d: np.ndarray, p: int) -> int:
     return (np.int64(d[p]) << 8) | np.int64(d[p + 1])
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _be32(d: np.ndarray, p: int) -> int:
     return (
         (np.int64(d[p]) << 24)
@@ -80,12 +80,12 @@ def _be32(d: np.ndarray, p: int) -> int:
     )
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _be64(d: np.ndarray, p: int) -> np.uint64:
     return (np.uint64(_be32(d, p)) << np.uint64(32)) | np.uint64(_be32(d, p + 4))
 
 
-@njit(cache=True)
+@compiled
 def _ethertype_chain(
     d: np.ndarray, b: int, cap: int, et: int, off: int
 ) -> tuple[int, int, int, int]:
@@ -169,7 +169,7 @@ def _ethertype_chain(
     return _MALF, 0, 0, -1
 
 
-@njit(cache=True)
+@compiled
 def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int, int]:
     """PPP with optional HDLC address/control and protocol-field compression."""
     if off + 2 <= cap and d[b + off] == 0xFF and d[b + off + 1] == 0x03:
@@ -191,7 +191,7 @@ def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int, int]
     return _NON_IP, 0, 0, -1
 
 
-@njit(cache=True)
+@compiled
 def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]:
     """Strip the link layer: (status, l3 offset, IP version or 0 = from the nibble, limit)."""
     if lt == 1:
@@ -243,7 +243,7 @@ def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]
     return _UNSUP, 0, 0, -1
 
 
-@njit(cache=True)
+@compiled
 def _outer_vlan(d: np.ndarray, b: int, cap: int, lt: int) -> int:
     """VLAN id of the first 802.1Q/802.1ad tag right after the link header, else 0."""
     if lt == 1:  # Ethernet: ethertype at 12, tag control at 14
@@ -262,7 +262,7 @@ def _outer_vlan(d: np.ndarray, b: int, cap: int, lt: int) -> int:
     return 0
 
 
-@njit(cache=True)
+@compiled
 def decode_kernel(
     d: np.ndarray,
     rec_off: np.ndarray,

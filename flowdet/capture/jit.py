@@ -1,26 +1,66 @@
-"""Start-up of the numba runtime, without the scipy.linalg import that numba makes for BLAS.
+"""Compiled kernels: an ahead-of-time build when one matches the sources, else numba's JIT.
 
-The first call of any compiled function (even one loaded from numba's on-disk cache) makes
-numba import its implementation modules; one of them, numba.np.arraymath, imports
-scipy.linalg just to learn whether np.dot can use BLAS. That import is ~40% of the cost of
-the first call (0.12 s CPU, 0.2-0.45 s wall on a loaded machine) and flowdet's kernels use
-no BLAS. `prepare_numba` imports that module while scipy.linalg is marked unavailable, so
-numba records "no BLAS": np.correlate/np.convolve in numba code then use a plain loop, while
-np.dot and np.linalg still import scipy when they are compiled. A process that has already
-imported scipy.linalg (scikit-learn does) is left as it is.
+Why: a `flowdet flows` run on a million packets spends about 0.5 s CPU before the first
+packet just starting numba (importing it, its implementation registry, and loading each
+cached kernel into LLVM), a third of the whole run. The kernels in flowdet.capture.walk,
+flowdet.capture.decode and flowdet.flows.kernel are therefore also compiled ahead of time
+by numba's pycc into one extension module (`python -m flowdet.capture.aot`, `make kernels`)
+that needs only numpy at run time. It is used only when its recorded hash equals the hash
+of the current kernel sources, so an edited kernel never runs stale code: until the module
+is rebuilt, the same functions are compiled by numba on first use, as before. Both paths run
+the same Python source through the same compiler, so results are the same (tests compare).
 
-The mark lasts while numba.np.arraymath is imported (~0.1 s, once per process). A thread
-that imports scipy.linalg for the first time in that window would get ImportError; the
-callers run before any worker thread (live mode loads the model, hence scipy.linalg,
-before it opens a reader), so this does not arise in flowdet itself.
+`@compiled` replaces `numba.njit(cache=True)` in those modules. The decorated name is a
+`Kernel`; calling it runs the ahead-of-time function when there is one, else numba's
+dispatcher. The first JIT use in a module turns every Kernel of that module into a numba
+dispatcher in the module's globals, so kernels calling each other compile as before.
+FLOWDET_KERNELS=jit forces the JIT path (tests, debugging); FLOWDET_AOT_DIR=DIR takes the
+build from DIR instead of the package (tests of the build).
+
+prepare_numba: the first call of any numba-compiled function makes numba import its
+implementation modules; one of them, numba.np.arraymath, imports scipy.linalg just to learn
+whether np.dot can use BLAS. That import is ~40% of the cost of the first call and flowdet's
+kernels use no BLAS. `prepare_numba` imports that module while scipy.linalg is marked
+unavailable, so numba records "no BLAS": np.correlate/np.convolve in numba code then use a
+plain loop, while np.dot and np.linalg still import scipy when they are compiled. A process
+that has already imported scipy.linalg (scikit-learn does) is left as it is. The mark lasts
+while numba.np.arraymath is imported (~0.1 s, once per process). A thread that imports
+scipy.linalg for the first time in that window would get ImportError; the JIT path runs it
+under a lock at a reader's or flow table's first kernel call, which in flowdet happens
+before any worker thread imports scipy (live mode loads the model first).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import os
 import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 _BLAS_PROBE = "numba.np.arraymath"
 _SKIPPED = "scipy.linalg"
+
+# The modules whose @compiled functions go into the ahead-of-time build, in build order.
+KERNEL_MODULES = ("flowdet.capture.walk", "flowdet.capture.decode", "flowdet.flows.kernel")
+# Files whose text decides whether an ahead-of-time build is current.
+_HASHED = (
+    "capture/walk.py",
+    "capture/decode.py",
+    "capture/batch.py",
+    "capture/aot.py",
+    "flows/kernel.py",
+    "flows/layout.py",
+)
+AOT_MODULE = "flowdet.capture._aot_kernels"
+AOT_HASH_FILE = Path(__file__).with_name("_aot_kernels.sha256")
+
+_lock = threading.RLock()
+_aot: Any = None  # the loaded module, False when absent or stale, None before the first look
 
 
 def prepare_numba() -> None:
@@ -33,3 +73,119 @@ def prepare_numba() -> None:
     finally:
         if sys.modules.get(_SKIPPED, 0) is None:
             del sys.modules[_SKIPPED]
+
+
+def source_hash() -> str:
+    """sha256 over the kernel sources (and the build's signatures), as the build records it."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _HASHED:
+        h.update(rel.encode() + b"\0")
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()
+
+
+def aot_module() -> Any:
+    """The ahead-of-time kernel module if it is built and current, else None."""
+    global _aot
+    if _aot is None:
+        with _lock:
+            if _aot is None:
+                _aot = _load_aot() or False
+    return _aot or None
+
+
+def _load_aot() -> Any:
+    if os.environ.get("FLOWDET_KERNELS", "").lower() == "jit":
+        return None
+    where = os.environ.get("FLOWDET_AOT_DIR")  # a build elsewhere (tests of the build)
+    hash_file = Path(where) / AOT_HASH_FILE.name if where else AOT_HASH_FILE
+    try:
+        recorded = hash_file.read_text().strip()
+    except OSError:
+        return None
+    if recorded != source_hash():
+        return None
+    try:
+        if not where:
+            return importlib.import_module(AOT_MODULE)
+        name = AOT_MODULE.rsplit(".", 1)[1]
+        found = [p for p in Path(where).glob(name + ".*") if p.suffix in (".so", ".pyd")]
+        spec = importlib.util.spec_from_file_location(name, found[0]) if found else None
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except ImportError:  # built for another numpy or Python: fall back to the JIT
+        return None
+
+
+def kernels_in_use() -> str:
+    """'aot' or 'jit': which path kernels take in this process (benchmarks report it)."""
+    return "aot" if aot_module() is not None else "jit"
+
+
+class Kernel:
+    """A compiled function: the ahead-of-time build when present, else numba.njit on use."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.py_func = fn
+        self.options = options
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__module__ = fn.__module__
+        self.__wrapped__ = fn
+        self._impl: Callable[..., Any] | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        impl = self._impl
+        if impl is None:
+            impl = self._resolve()
+        return impl(*args)
+
+    def _resolve(self) -> Callable[..., Any]:
+        aot = aot_module()
+        fast = getattr(aot, self.__name__, None) if aot is not None else None
+        if fast is None:
+            self._impl = jit_dispatcher(self)
+            return self._impl
+
+        def call(*args: Any) -> Any:
+            try:
+                return fast(*args)
+            except TypeError:  # arguments of another dtype or layout than the build's
+                return jit_dispatcher(self)(*args)
+
+        self._impl = call
+        return call
+
+    def __repr__(self) -> str:
+        return f"<flowdet kernel {self.__module__}.{self.__name__}>"
+
+
+def compiled(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """`numba.njit(cache=True, **options)`, deferred: see the module docstring."""
+    if fn is None:
+        return lambda f: Kernel(f, options)
+    return Kernel(fn, options)
+
+
+def jit_dispatcher(k: Kernel) -> Any:
+    """The numba dispatcher of `k`, turning every Kernel of its module into one first."""
+    with _lock:
+        module = sys.modules[k.__module__]
+        jitted = module.__dict__.get("__numba_dispatchers__")
+        if jitted is None:
+            prepare_numba()
+            import numba
+
+            jitted = {}
+            for name, obj in list(module.__dict__.items()):
+                if isinstance(obj, Kernel):
+                    jitted[name] = numba.njit(cache=True, **obj.options)(obj.py_func)
+            # module globals become dispatchers, so numba resolves calls between kernels
+            module.__dict__.update(jitted)
+            module.__dict__["__numba_dispatchers__"] = jitted
+        disp = jitted[k.__name__]
+    return disp

@@ -24,7 +24,6 @@ import numpy as np
 from flowdet.capture import walk
 from flowdet.capture.batch import PacketBatch, Status
 from flowdet.capture.decode import SUPPORTED_LINKTYPES, decode_into
-from flowdet.capture.jit import prepare_numba
 from flowdet.capture.stream import ByteSource
 from flowdet.errors import CaptureError
 
@@ -96,7 +95,6 @@ class CaptureReader:
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, batch_packets: int = 65536):
         if batch_packets < 1:
             raise ValueError("batch_packets must be >= 1")
-        prepare_numba()
         self._src = ByteSource(source)
         self.name = self._src.name
         self.stats = ReadStats(source=self.name)

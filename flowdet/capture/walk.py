@@ -13,7 +13,8 @@ across two reads is simply retried once more bytes have arrived.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from flowdet.capture.jit import compiled
 
 # Walk result codes.
 FULL = 0  # stopped because max_n records were found
@@ -59,14 +60,14 @@ S_BIG, S_IF_BASE, S_IF_COUNT, S_LAST_TS, S_IF_TOTAL, S_SECTIONS = range(6)
 N_STATE = 6
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _u16(b: np.ndarray, p: int, big: bool) -> int:
     if big:
         return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
     return np.int64(b[p]) | (np.int64(b[p + 1]) << 8)
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _u32(b: np.ndarray, p: int, big: bool) -> int:
     if big:
         return (
@@ -83,7 +84,7 @@ def _u32(b: np.ndarray, p: int, big: bool) -> int:
     )
 
 
-@njit(cache=True)
+@compiled
 def walk_pcap(
     buf: np.ndarray,
     pos: int,
@@ -120,7 +121,7 @@ def walk_pcap(
     return n, pos, FULL, 0
 
 
-@njit(cache=True)
+@compiled
 def ts_to_ns(ts: int, pow2: bool, exp: int, offset_s: int) -> int:
     """A pcapng timestamp in units of 10^-exp or 2^-exp seconds, as ns since the epoch.
 
@@ -159,7 +160,7 @@ def ts_to_ns(ts: int, pow2: bool, exp: int, offset_s: int) -> int:
     return (np.int64(sec) + offset_s) * 1_000_000_000 + np.int64(frac_ns)
 
 
-@njit(cache=True)
+@compiled
 def _parse_idb_options(
     buf: np.ndarray,
     p: int,
@@ -184,7 +185,7 @@ def _parse_idb_options(
         p = v + ((olen + 3) & ~3)
 
 
-@njit(cache=True)
+@compiled
 def walk_pcapng(
     buf: np.ndarray,
     pos: int,

@@ -15,9 +15,9 @@ full, so buffers stay small and the Python side grows them without losing a pack
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from flowdet.capture.jit import compiled
 from flowdet.flows.layout import (
     BARE_ACK,
     BURSTS,
@@ -103,7 +103,7 @@ N_CFG = 5
 # out = (OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK) travel together through these functions.
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _init_mins(row):
     for d in range(2):
         row[SIZE_MIN + d] = I64MAX
@@ -112,7 +112,7 @@ def _init_mins(row):
     row[IAT_MIN_ALL] = I64MAX
 
 
-@nb.njit(cache=True)
+@compiled
 def new_flow(S, G, sl):
     """Reset slot `sl` for a new flow on the same key (keeps its payload pool row)."""
     row = S[sl]
@@ -126,7 +126,7 @@ def new_flow(S, G, sl):
     _init_mins(row)
 
 
-@nb.njit(cache=True)
+@compiled
 def init_slots(S, G, slots):
     for j in range(slots.shape[0]):
         S[slots[j], PAY_ROW] = -1
@@ -151,7 +151,7 @@ _KEEP_ON_SEGMENT = (
 )
 
 
-@nb.njit(cache=True)
+@compiled
 def _new_segment(S, G, sl):
     """Active timeout: same flow, next segment; identity and TCP state carry over."""
     row = S[sl]
@@ -167,7 +167,7 @@ def _new_segment(S, G, sl):
     _init_mins(row)
 
 
-@nb.njit(cache=True)
+@compiled
 def _emit(st, out, ctr, sl, reason, ck):
     KEY, S, G, SEQM, SEQI, POOL, _ = st
     OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK = out
@@ -189,7 +189,7 @@ def _emit(st, out, ctr, sl, reason, ck):
     OCK[o] = ck
 
 
-@nb.njit(cache=True)
+@compiled
 def _free(st, sl, ctr, freed):
     S = st[1]
     pool_free = st[6]
@@ -203,7 +203,7 @@ def _free(st, sl, ctr, freed):
     ctr[C_FREED_N] += 1
 
 
-@nb.njit(cache=True)
+@compiled
 def _flip(S, G, SEQM, POOL, sl):
     """Swap initiator and responder: a pure SYN came from the side taken for the responder
     before any SYN was seen (the capture started mid-handshake or out of order)."""
@@ -226,19 +226,19 @@ def _flip(S, G, SEQM, POOL, sl):
     row[FIRST_FROM_INIT] = 1 - row[FIRST_FROM_INIT]
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _welford(G, sl, mean_col, m2_col, n, x):
     delta = x - G[sl, mean_col]
     G[sl, mean_col] += delta / n
     G[sl, m2_col] += delta * (x - G[sl, mean_col])
 
 
-@nb.njit(cache=True, inline="always")
+@compiled(inline="always")
 def _end_reason(row):
     return R_RST if row[RST_SEEN] != 0 else R_FIN
 
 
-@nb.njit(cache=True)
+@compiled
 def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
     """Fire, in time order, what is due for flow `sl` by clock `now`: time checkpoints, the
     active timeout, then the end (idle / FIN-RST linger). Returns True if the flow ended.
@@ -279,7 +279,7 @@ def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
     return False
 
 
-@nb.njit(cache=True)
+@compiled
 def process(
     order, k0, slot_of, a_side, pk, data, fr, row_uid, row_dir, st, out, ctr, cfg, ck_pkts, ck_secs
 ):
@@ -515,7 +515,7 @@ def process(
     return n
 
 
-@nb.njit(cache=True)
+@compiled
 def sweep(now, s0, st, out, ctr, cfg, ck_secs, n_ck_p, freed):
     """Apply the clock `now` to every live flow from slot s0 on; return where it stopped."""
     S = st[1]
@@ -531,7 +531,7 @@ def sweep(now, s0, st, out, ctr, cfg, ck_secs, n_ck_p, freed):
     return cap
 
 
-@nb.njit(cache=True)
+@compiled
 def expire_slots(slots, k0, reason, st, out, ctr, freed):
     """Emit (if it has packets) and free each listed live slot: eviction and end of input."""
     S = st[1]

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flowdet.capture.batch import PacketBatch, Status
-from flowdet.capture.jit import prepare_numba
 from flowdet.flows import kernel as K
 from flowdet.flows import layout as L
 from flowdet.flows.config import NS, FlowConfig
@@ -70,7 +69,6 @@ class FlowTable:
     """Accumulates packets into flows; `update` / `advance` / `flush` return FlowBlocks."""
 
     def __init__(self, config: FlowConfig | None = None, first_flow_id: int = 1) -> None:
-        prepare_numba()
         self.config = config or FlowConfig()
         c = self.config
         self.checkpoint_names = tuple(c.checkpoint_names)

@@ -1,0 +1,120 @@
+"""Build the ahead-of-time kernel module: `python -m flowdet.capture.aot` (or `make kernels`).
+
+numba's pycc compiles the @compiled functions listed in SIGNATURES (with everything they
+call) into flowdet/capture/_aot_kernels.*.so for this machine's CPU, and records the hash of
+the kernel sources beside it; flowdet.capture.jit uses the module only while that hash
+matches (why and how: see there). Each signature fixes the dtypes and the C-contiguous
+layout that flowdet passes; a call with other arguments falls back to the JIT.
+
+Building takes about half a minute and needs numba and a C compiler; running does not.
+`--check` prints whether the current build is in use and exits 1 when it is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+
+def _a(t: str, nd: int = 1) -> str:
+    """A C-contiguous array type in numba's signature syntax."""
+    return f"{t}[{', '.join([':'] * (nd - 1) + ['::1'])}]"
+
+
+_I = _a("i8")
+_ST = f"Tuple(({_a('u8', 2)}, {_a('i8', 2)}, {_a('f8', 2)}, {_a('i4', 2)}, {_a('i8', 2)}, " + (
+    f"{_a('u1', 2)}, {_I}))"
+)
+_OUT = (
+    f"Tuple(({_a('u8', 2)}, {_a('i8', 2)}, {_a('f8', 2)}, {_a('i4', 2)}, {_a('i8', 2)}, "
+    f"{_a('u1', 2)}, {_a('i1')}, {_a('i2')}))"
+)
+# process(): ts, ip_len, payload_len, tcp_flags, proto, sport, dport, ip_version, tcp_seq,
+# rec_off, payload_off, caplen, wirelen (PacketBatch dtypes)
+_PK_COLS = "i8 u4 u4 u1 u1 u2 u2 u1 u4 i8 u4 u4 u4"
+_PK = "Tuple((" + ", ".join(_a(t) for t in _PK_COLS.split()) + "))"
+_FR = f"UniTuple({_I}, 4)"
+_DECODE_COLS = "u1 u1 u8 u8 u8 u8 u1 u2 u2 u4 u4 u4 u4 u1 u4 u4 u2 u4 u2 b1 u1 u2"
+
+# module -> {function: signature}
+SIGNATURES: dict[str, dict[str, str]] = {
+    "flowdet.capture.walk": {
+        "walk_pcap": f"UniTuple(i8, 4)({_a('u1')}, i8, i8, i8, b1, b1, i8, {_I}, "
+        f"{_a('u4')}, {_a('u4')}, {_I})",
+        "walk_pcapng": f"UniTuple(i8, 4)({_a('u1')}, i8, i8, i8, "
+        + ", ".join([_I] * 8)
+        + f", {_I}, {_a('u4')}, {_a('u4')}, {_I}, {_a('u2')}, {_a('u2')})",
+    },
+    "flowdet.capture.decode": {
+        "decode_kernel": f"void({_a('u1')}, {_I}, {_a('u4')}, {_a('u4')}, {_a('u2')}, "
+        + ", ".join(_a(t) for t in _DECODE_COLS.split())
+        + ")",
+    },
+    "flowdet.flows.kernel": {
+        "process": f"i8({_I}, i8, {_I}, {_a('b1')}, {_PK}, {_a('u1')}, {_FR}, {_I}, {_I}, "
+        f"{_ST}, {_OUT}, {_I}, {_I}, {_I}, {_I})",
+        "sweep": f"i8(i8, i8, {_ST}, {_OUT}, {_I}, {_I}, {_I}, i8, {_I})",
+        "expire_slots": f"i8({_I}, i8, i1, {_ST}, {_OUT}, {_I}, {_I})",
+        "init_slots": f"void({_a('i8', 2)}, {_a('f8', 2)}, {_I})",
+    },
+}
+
+
+def build(out_dir: Path | None = None, verbose: bool = False) -> Path:
+    """Compile the kernels; return the path of the extension module written."""
+    from flowdet.capture import jit
+
+    os.environ["FLOWDET_KERNELS"] = "jit"  # the build compiles the Python source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
+        from numba.pycc import CC
+
+    out_dir = out_dir or Path(jit.__file__).parent
+    name = jit.AOT_MODULE.rsplit(".", 1)[1]
+    digest = jit.source_hash()
+    cc = CC(name)
+    cc.output_dir = str(out_dir)
+    cc.target_cpu = "host"  # built where it runs; a copy to another CPU model must rebuild
+    cc.verbose = verbose
+    for modname, sigs in SIGNATURES.items():
+        module = importlib.import_module(modname)
+        for fname, sig in sigs.items():
+            kernel = getattr(module, fname)
+            jit.jit_dispatcher(kernel)  # the module's kernels become numba dispatchers
+            cc.export(fname, sig)(kernel.py_func)
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.getcwd()
+        os.chdir(tmp)  # pycc leaves temporary files in the working folder
+        try:
+            cc.compile()
+        finally:
+            os.chdir(old)
+    built = sorted(out_dir.glob(name + ".*"), key=lambda p: p.stat().st_mtime)
+    so = [p for p in built if p.suffix in (".so", ".pyd")][-1]
+    (out_dir / (name + ".sha256")).write_text(digest + "\n")
+    return so
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flowdet.capture.aot", description=__doc__)
+    ap.add_argument("--check", action="store_true", help="only report whether it is current")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    from flowdet.capture import jit
+
+    if args.check:
+        state = jit.kernels_in_use()
+        print(f"kernels: {state}" + ("" if state == "aot" else " (run make kernels)"))
+        return 0 if state == "aot" else 1
+    so = build(verbose=args.verbose)
+    print(f"built {so}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
