@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from flowdet.lab.benign import dns, mqtt, ntp, resp, websocket
-from flowdet.lab.benign.common import make_certificate
+from flowdet.lab.certs import make_certificate
 
 PY = sys.executable
 

@@ -16,13 +16,14 @@ import json
 import random
 import signal
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flowdet.lab.certs import server_context
 
 LOOPBACK = "127.0.0.1"
 
@@ -110,10 +111,7 @@ def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         return None
     if args.cert is None or args.key is None:
         raise SystemExit("--tls needs --cert and --key")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(args.cert, args.key)
-    return ctx
+    return server_context(args.cert, args.key)
 
 
 def client_context(cafile: Path | None, alpn: Sequence[str] = ()) -> ssl.SSLContext:
@@ -124,30 +122,6 @@ def client_context(cafile: Path | None, alpn: Sequence[str] = ()) -> ssl.SSLCont
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx
-
-
-def make_certificate(
-    directory: Path, names: Sequence[str], ips: Sequence[str] = ()
-) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for `names` (the first is the subject), via openssl(1).
-
-    Clients use the certificate itself as their CA file, so verification is real."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = names[0].replace("*", "wild")
-    cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
-    if cert.exists() and key.exists():
-        return cert, key
-    san = ",".join([f"DNS:{n}" for n in names] + [f"IP:{a}" for a in ips])
-    cmd = [
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-days", "30", "-subj", f"/CN={names[0]}", "-addext", f"subjectAltName={san}",
-        "-keyout", str(key), "-out", str(cert),
-    ]  # fmt: skip
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"openssl could not make a certificate for {names[0]}: {exc}") from exc
-    return cert, key
 
 
 def tls_facts(obj: ssl.SSLSocket | ssl.SSLObject | None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import random
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -246,31 +245,6 @@ def message_kind(msg: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- transport
-
-
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for a pool-like `name`, made by openssl(1)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    if cert.exists() and key.exists():
-        return cert, key
-    cmd = [
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-days", "30", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-        "-keyout", str(key), "-out", str(cert),
-    ]  # fmt: skip
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise LabError(f"openssl could not make a certificate for {name}: {exc}") from exc
-    return cert, key
-
-
-def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 def client_tls(max_version: str = "1.3") -> ssl.SSLContext:

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowdet.lab.mining.common import Clock, EventLog, make_certificate, run_async, server_tls
+from flowdet.lab.certs import make_certificate, server_context
+from flowdet.lab.mining.common import Clock, EventLog, run_async
 from flowdet.lab.mining.dialects import DIALECTS
 from flowdet.lab.mining.engine import PoolConfig, PoolContext, serve_pool
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         drop_mean=args.drop_mean,
     )
-    tls = server_tls(*make_certificate(args.cert_dir, args.name)) if args.tls else None
+    tls = server_context(*make_certificate(args.cert_dir, [args.name])) if args.tls else None
     ctx = PoolContext(cfg, dialect.chain)
 
     async def run() -> None:

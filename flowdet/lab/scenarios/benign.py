@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from flowdet.errors import LabError
-from flowdet.lab.benign.common import make_certificate
+from flowdet.lab.certs import make_certificate
 from flowdet.lab.scenario import Expect, Lab, Scenario
 
 LABEL = "benign"
