@@ -299,6 +299,12 @@ TERMINAL_ANSWERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+# xterm's alternate screen: full-screen programs (vim, less, top) switch to it on start and
+# back on exit, so the last of the two in the output tells whether one is still open.
+ALT_SCREEN_ON = b"\x1b[?1049h"
+ALT_SCREEN_OFF = b"\x1b[?1049l"
+
+
 class Terminal:
     """An interactive `ssh -tt` session typed into like a person would.
 
@@ -418,6 +424,20 @@ class Terminal:
                 return
             self.lab.sleep(0.05)
 
+    def full_screen(self) -> bool:
+        """Whether a full-screen program (vim) holds the terminal, as the screen shows."""
+        with self._lock:
+            return self._out.rfind(ALT_SCREEN_ON) > self._out.rfind(ALT_SCREEN_OFF)
+
+    def wait_full_screen(self, state: bool, timeout: float) -> bool:
+        """Wait until full_screen() is `state`; False when it is not after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while self.full_screen() != state:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            self.lab.sleep(0.05)
+        return True
+
     def wait_for(self, text: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.output:
@@ -432,6 +452,10 @@ class Terminal:
     def close(self, timeout: float = 20.0) -> int:
         try:
             if self.proc.poll() is None:
+                if self.full_screen():  # `exit` typed into vim is text, and the session hangs
+                    self.press(b"\x1b")
+                    self.type(":q!")
+                    self.wait_full_screen(False, 10.0)
                 self.type("exit")
             rc = wait(self.proc, timeout, "interactive ssh session")
         finally:  # the transcript is the first thing to read when a session misbehaves
@@ -528,7 +552,12 @@ def shell_session(
 
 
 def vi_edit(term: Terminal, rng: random.Random, fname: str, pause: tuple[float, float]) -> None:
+    """Append a line or two in vi and write the file, looking at the screen like a person:
+    type only once the editor is up (a slow start on a loaded host swallowed keys), and if it
+    is still open after `:wq`, escape and write again, so the shell, not vim, gets what follows.
+    """
     term.run(f"vi {fname}")
+    term.wait_full_screen(True, 20.0)
     term.think(pause[0] / 2, pause[1] / 2)
     term.press(b"G")
     term.press(b"o")  # open a line below the last
@@ -539,3 +568,10 @@ def vi_edit(term: Terminal, rng: random.Random, fname: str, pause: tuple[float, 
     term.think(0.2, 0.8)
     term.type(":wq")
     term.settle()
+    for _ in range(3):
+        if term.wait_full_screen(False, 10.0):
+            return
+        term.press(b"\x1b")
+        term.type(":wq")
+        term.settle()
+    raise LabError(f"vi {fname} did not exit after :wq (transcript in the logs)")
