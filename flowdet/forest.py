@@ -21,15 +21,15 @@ flowdet.model), so loading a model needs numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numba
 import numpy as np
 
 from flowdet.errors import ModelError
 
 KIND = "hist_gradient_boosting"
+_CHUNK = 512  # rows per pass: bounds the (splits x rows) temporaries to ~30 MB
 # The per-node fields of scikit-learn's predictor records that flowdet.drivers reads.
 _NODE_DTYPE = np.dtype(
     [
@@ -76,6 +76,7 @@ class Forest:
     value: np.ndarray  # (n_nodes,) float64: leaf values (learning rate included); split
     # nodes keep scikit-learn's value without it (only flowdet.drivers reads those)
     n_features: int
+    _exits: ExitTables | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n_raw = 1 if len(self.classes) == 2 else len(self.classes)
@@ -120,22 +121,35 @@ class Forest:
             raise ModelError(
                 f"feature matrix has shape {X.shape}, the forest expects {self.n_features} columns"
             )
+        if self._exits is None:
+            self._exits = ExitTables.build(self)
         out = np.empty((X.shape[0], len(self.baseline)), dtype=np.float64)
-        _raw_scores(
-            np.ascontiguousarray(X),
-            self.baseline,
-            self.roots,
-            self.tree_class,
-            self.feature,
-            self.threshold,
-            self.missing_left,
-            self.left,
-            self.right,
-            self.is_leaf,
-            self.value,
-            out,
-        )
+        for a in range(0, len(X), _CHUNK):
+            out[a : a + _CHUNK] = self._raw_chunk(X[a : a + _CHUNK])
         return out
+
+    def _raw_chunk(self, X: np.ndarray) -> np.ndarray:
+        """Raw scores of up to _CHUNK rows (see ExitTables for the method)."""
+        ex = self._exits
+        assert ex is not None
+        n, n_trees = len(X), len(self.roots)
+        xt = np.ascontiguousarray(X.T).take(ex.feature, axis=0)  # (trees * splits, rows)
+        go_left = xt <= (ex.threshold32 if X.dtype == np.float32 else ex.threshold)[:, None]
+        if np.isnan(X).any():
+            go_left |= np.isnan(xt) & ex.missing_left[:, None]
+        keep = np.where(go_left, ex.full, ex.mask[:, None]).reshape(n_trees, ex.width, n)
+        alive = np.bitwise_and.reduce(keep, axis=1)  # (trees, rows): leaves still reachable
+        first = np.bitwise_count((alive & (~alive + ex.one)) - ex.one)  # lowest set bit
+        leaf_value = self.value[ex.leaves[np.arange(n_trees)[:, None], first]]
+        raw = np.empty((n, len(self.baseline)))
+        for k in range(len(self.baseline)):
+            # strictly sequential sums (cumsum), in fitting order, from 0.0 + baseline:
+            # scikit-learn's order, so the same rounding
+            terms = np.concatenate(
+                [np.full((1, n), 0.0 + self.baseline[k]), leaf_value[self.tree_class == k]]
+            )
+            raw[:, k] = np.cumsum(terms, axis=0)[-1]
+        return raw
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in `classes` order (scikit-learn's arithmetic)."""
@@ -308,37 +322,82 @@ def check_export(forest: Forest, est: Any, X: np.ndarray, tol: float = 1e-6) -> 
     return diff
 
 
-@numba.njit(cache=True, nogil=True)
-def _raw_scores(
-    X,
-    baseline,
-    roots,
-    tree_class,
-    feature,
-    threshold,
-    missing_left,
-    left,
-    right,
-    is_leaf,
-    value,
-    out,
-):  # pragma: no cover - compiled
-    """out[r, k] = baseline[k] + sum of the leaf values of class k's trees, in tree order.
-    A Python or numpy loop over trees and depths is ~10x slower (measured: see
-    docs/model.md); rows are independent, trees are walked one row at a time so each
-    row's features stay in cache."""
-    n_raw = baseline.shape[0]
-    for r in range(X.shape[0]):
-        for k in range(n_raw):
-            out[r, k] = 0.0 + baseline[k]
-        for t in range(roots.shape[0]):
-            node = roots[t]
-            while not is_leaf[node]:
-                x = X[r, feature[node]]
-                if np.isnan(x):
-                    node = left[node] if missing_left[node] else right[node]
-                elif x <= threshold[node]:
-                    node = left[node]
+@dataclass(frozen=True, slots=True)
+class ExitTables:
+    """The trees rearranged for a vectorised walk (the QuickScorer idea, Lucchese et al.,
+    SIGIR 2015): number each tree's leaves left to right; a split node that sends a row
+    right rules out the leaves of its left subtree, so a row's exit leaf is the leftmost
+    leaf that none of its right-going splits ruled out. Every split of every tree is then
+    one comparison per row, and a tree's reachable leaves one bitwise AND over its splits;
+    no per-row, per-level loop. On the 1M-packet mix's 2,541 rows that reach the trees it
+    takes ~0.1 s CPU, against ~0.03 s for a compiled per-row walk that would first have
+    to start numba's runtime (~0.3 s) when nothing else in the process did.
+
+    Per tree, `width` split slots (padded with always-left splits); thresholds also
+    rounded down to float32, which gives the same comparisons for float32 rows (x <= t
+    exactly when x <= the largest float32 <= t) without converting every row to float64.
+    """
+
+    feature: np.ndarray  # (trees * width,) intp
+    threshold: np.ndarray  # float64
+    threshold32: np.ndarray  # float32, rounded down
+    missing_left: np.ndarray  # bool
+    mask: np.ndarray  # leaves kept when that split goes right (unsigned, one bit per leaf)
+    leaves: np.ndarray  # (trees, max leaves) global node id of each leaf, left to right
+    width: int
+    full: np.unsignedinteger
+    one: np.unsignedinteger
+
+    @classmethod
+    def build(cls, forest: Forest) -> ExitTables:
+        trees = []
+        for root in forest.roots.tolist():
+            order: list[int] = []  # leaves, left to right
+            left_span: dict[int, tuple[int, int]] = {}  # split -> its left subtree's leaves
+            stack: list[tuple[int, int]] = [(root, 0)]  # (node, 0 = enter, 1 = after left)
+            starts: dict[int, int] = {}
+            while stack:
+                node, state = stack.pop()
+                if forest.is_leaf[node]:
+                    order.append(node)
+                elif state == 0:
+                    starts[node] = len(order)
+                    stack.append((node, 1))
+                    stack.append((int(forest.left[node]), 0))
                 else:
-                    node = right[node]
-            out[r, tree_class[t]] += value[node]
+                    left_span[node] = (starts[node], len(order))
+                    stack.append((int(forest.right[node]), 0))
+            trees.append((order, left_span))
+        width = max(1, max(len(span) for _, span in trees))
+        n_leaves = max(len(order) for order, _ in trees)
+        if n_leaves > 64:
+            raise ModelError(f"a tree has {n_leaves} leaves; flowdet.forest reads up to 64")
+        ut = next(t for t in (np.uint16, np.uint32, np.uint64) if np.iinfo(t).bits >= n_leaves)
+        full = int(np.iinfo(ut).max)
+        n_trees = len(trees)
+        feature = np.zeros((n_trees, width), np.intp)
+        threshold = np.full((n_trees, width), np.inf)
+        missing_left = np.ones((n_trees, width), bool)
+        mask = np.full((n_trees, width), full, ut)
+        leaves = np.zeros((n_trees, n_leaves), np.intp)
+        for t, (order, span) in enumerate(trees):
+            leaves[t, : len(order)] = order
+            for j, (node, (a, b)) in enumerate(span.items()):
+                feature[t, j] = forest.feature[node]
+                threshold[t, j] = forest.threshold[node]
+                missing_left[t, j] = forest.missing_left[node]
+                mask[t, j] = full ^ ((1 << b) - (1 << a))
+        with np.errstate(over="ignore"):
+            t32 = threshold.astype(np.float32)
+        t32 = np.where(t32.astype(np.float64) > threshold, np.nextafter(t32, -np.inf), t32)
+        return cls(
+            feature.ravel(),
+            threshold.ravel(),
+            t32.astype(np.float32).ravel(),
+            missing_left.ravel(),
+            mask.ravel(),
+            leaves,
+            width,
+            ut(full),
+            ut(1),
+        )

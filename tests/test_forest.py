@@ -78,10 +78,14 @@ def test_nan_follows_missing_go_to_left() -> None:
     row[0, forest.feature[root]] = np.nan
     # flip where NaN goes at the first tree's root: that tree's leaf changes, so the raw
     # score moves unless both subtrees happen to give the same leaf value
-    before = forest.raw_predict(row)
-    forest.missing_left[root] = not forest.missing_left[root]
-    after = forest.raw_predict(row)
+    d = forest.to_arrays()
+    d["missing_left"] = d["missing_left"].copy()
+    d["missing_left"][root] = not d["missing_left"][root]
+    flipped = Forest.from_arrays(d)
+    before, after = forest.raw_predict(row), flipped.raw_predict(row)
     assert not np.array_equal(before, after)
+    row[0, forest.feature[root]] = 0.0  # no NaN left in the row: missing_left is not read
+    assert np.array_equal(forest.raw_predict(row), flipped.raw_predict(row))
 
 
 def test_real_features_same_probabilities(tmp_path) -> None:
@@ -172,13 +176,16 @@ def test_drivers_read_the_exported_trees() -> None:
 
 
 def test_loading_the_default_model_imports_no_sklearn() -> None:
+    """Loading and running the model needs numpy (and joblib) only: no scikit-learn, scipy,
+    pandas or numba start-up in `flowdet score`'s model stage."""
     code = (
         "import sys, numpy as np\n"
         "from flowdet.model import Detector\n"
         "from flowdet.features import FEATURE_NAMES\n"
         "d = Detector.load()\n"
         "d.predict_proba(np.ones((3, len(FEATURE_NAMES)), np.float32))\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')\n"
+        "heavy = ('sklearn', 'scipy', 'pandas', 'numba')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(
