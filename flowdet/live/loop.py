@@ -94,6 +94,10 @@ class LiveSource:
     def summary(self) -> list[str]:
         return []
 
+    def dropped(self) -> int | None:
+        """Packets the source lost before flowdet read them (None: not known)."""
+        return None
+
 
 class DumpcapSource(LiveSource):
     def __init__(self, cap: DumpcapCapture, lag: float = 0.5) -> None:
@@ -144,7 +148,7 @@ class DumpcapSource(LiveSource):
         captured = self.cap.status.captured  # dumpcap's own count, updated about once a second
         parts = [f"dumpcap {captured:,} pkts (not yet scored {max(0, captured - packets):,})"]
         if d is not None:
-            parts.append(f"iface rx drops {d:,}")
+            parts.append(f"interface rx drops {d:,} (/proc/net/dev)")
         return ", ".join(parts)
 
     def summary(self) -> list[str]:
@@ -226,7 +230,9 @@ class ReplaySource(LiveSource):
 
 @dataclass(slots=True)
 class LiveStats:
-    packets: int = 0
+    packets: int = 0  # scored (handed to the pipeline)
+    read: int = 0  # decoded by the reader thread, scored or still queued
+    reader_waited: float = 0.0  # seconds the reader waited on a full queue (scoring behind)
     batches: int = 0
     ticks: int = 0
     records_written: int = 0
@@ -290,6 +296,17 @@ class LiveLoop:
     def _read(self) -> None:
         try:
             for b in self.source.batches():
+                self.stats.read += len(b)
+                try:
+                    self._q.put_nowait(b)
+                    continue
+                except queue.Full:
+                    pass
+                # Scoring is behind the capture: while the reader waits here nothing drains
+                # the pipe, dumpcap blocks, and its kernel buffer fills up until the kernel
+                # drops packets. The wait is counted (status line, summary): it is the
+                # running sign of overload, dumpcap's exact drop count only comes at exit.
+                waited_from = time.monotonic()
                 while True:  # a bounded put that still notices a stop request
                     try:
                         self._q.put(b, timeout=0.2)
@@ -297,6 +314,7 @@ class LiveLoop:
                     except queue.Full:
                         if self._stop.is_set() and self._reader_abandon:
                             return
+                self.stats.reader_waited += time.monotonic() - waited_from
         except BaseException as exc:  # handed to the main thread, which decides
             self._reader_error = exc
         finally:
@@ -363,7 +381,7 @@ class LiveLoop:
             if now >= next_status:
                 pk = self.stats.packets
                 rate = (pk - last_pkts) / max(now - last_status, 1e-9)
-                self._status(rate)
+                self._status(rate, now - last_status)
                 last_pkts, last_status, next_status = pk, now, now + self.status_every
         if self._reader_error is not None and not self._stop.is_set():
             exc = self._reader_error
@@ -438,16 +456,50 @@ class LiveLoop:
         by = ", ".join(f"{k} {v:,}" for k, v in sorted(a.items()))
         return f"{n:,} alerts" + (f" (final: {by})" if by else "")
 
-    def _status(self, rate: float) -> None:
+    def _status(self, rate: float, interval: float) -> None:
         up = time.monotonic() - self.stats.started
         src = self.source.status(self.stats.packets)
+        behind = self._behind(interval)
         self.err.write(
             f"flowdet live: {up:6.0f} s  {self.stats.packets:,} pkts ({rate:,.0f} pkt/s)  "
             f"{self.pipe.table.live_flows:,} open flows  {self._alerts_text()}"
             + (f"  {src}" if src else "")
+            + (f"  {behind}" if behind else "")
             + "\n"
         )
         self.err.flush()
+
+    def _behind(self, interval: float) -> str:
+        """The back-pressure of the last interval, in words, or "" when there was none."""
+        waited = self.stats.reader_waited - self._waited_reported
+        self._waited_reported = self.stats.reader_waited
+        if waited <= 0.0:
+            return ""
+        share = min(1.0, waited / max(interval, 1e-9))
+        return (
+            f"BEHIND: the capture waited on scoring {share:.0%} of the time "
+            f"(queued {self.stats.read - self.stats.packets:,} pkts; the kernel drops "
+            "packets once dumpcap's buffer is full)"
+        )
+
+    _waited_reported = 0.0
+
+    def _overload_summary(self) -> list[str]:
+        """Packets lost to overload, said loudly: a detector that missed traffic must say so."""
+        out = []
+        dropped = self.source.dropped()
+        if dropped:
+            seen = self.stats.packets + dropped
+            out.append(
+                f"WARNING: {dropped:,} packets ({dropped / seen:.2%} of {seen:,}) were dropped "
+                "before flowdet saw them; their flows were scored without them or not at all"
+            )
+        if self.stats.reader_waited >= 0.05:
+            out.append(
+                f"scoring was behind the capture for {self.stats.reader_waited:.1f} s "
+                "in total (the capture reader waited on a full queue)"
+            )
+        return out
 
     def summary(self) -> list[str]:
         st, ps = self.stats, self.pipe.stats
@@ -461,6 +513,7 @@ class LiveLoop:
         if ps.retracted:
             lines.append(f"{ps.retracted:,} early alerts not confirmed by the full flow")
         lines.extend(self.source.summary())
+        lines.extend(self._overload_summary())
         cmd = self.sinks.command
         if cmd is not None:
             c = cmd.stats
