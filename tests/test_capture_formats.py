@@ -211,6 +211,37 @@ def test_records_larger_than_the_buffer_and_many_refills(tmp_path, monkeypatch, 
     assert r.stats.stream_bytes == path.stat().st_size
 
 
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_mapped_file_gives_the_batches_of_the_read_path(tmp_path, monkeypatch, fmt):
+    """A file opened by path is mapped; a file object is read. Same batches, same bytes."""
+    from flowdet.capture import reader
+
+    monkeypatch.setattr(reader, "BUFFER_BYTES", 50_000)
+    sizes = [60000 if i % 11 == 0 else 40 + (i * 37) % 1400 for i in range(400)]
+    frames = [
+        eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(i, 9, bytes([i % 256]) * n)))
+        for i, n in enumerate(sizes)
+    ]
+    if fmt == "pcap":
+        raw = pcap([(i, f) for i, f in enumerate(frames)])
+    else:
+        raw = shb() + idb(1) + b"".join(epb(0, i, f) for i, f in enumerate(frames))
+    path = write(tmp_path, "m." + fmt, raw[:-7])  # truncated last record: same warning too
+
+    def batches(src):
+        with open_capture(src) as r:
+            assert (r._mm is not None) == isinstance(src, Path)
+            got = [(len(b), b.sport.tolist(), [b.payload(i) for i in range(len(b))]) for b in r]
+            return got, r.stats.warnings, r.stats.stream_bytes, r.stats.records
+
+    mapped = batches(path)
+    with open(path, "rb") as f:
+        read = batches(f)
+    assert mapped == read
+    assert len(mapped[0]) > 10 and mapped[3] == 399
+    assert mapped[1] and "truncated record" in mapped[1][0]
+
+
 def test_ipv4_address_columns_roundtrip(tmp_path):
     f = eth(ipv4("198.51.100.7", "203.0.113.9", 6, tcp(1, 2)))
     with open_capture(write(tmp_path, "a.pcap", pcap([(0, f)]))) as r:

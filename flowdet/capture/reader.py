@@ -12,6 +12,8 @@ raises CaptureError.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import struct
 import time
@@ -106,6 +108,15 @@ class CaptureReader:
         self._eof = False
         self._started = False
         self._closed = False
+        # A regular file is mapped: the buffer is the whole file, walked in windows of
+        # BUFFER_BYTES (the batches a read buffer of that size gives), pages released behind.
+        self._mm = self._src.map_file()
+        self._window = self._buf.shape[0]
+        self._released = 0
+        if self._mm is not None:
+            self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+            self._end = self._buf.shape[0]
+            self._eof = True
         try:
             self._read_header()
             self._probe_first_record()
@@ -218,7 +229,7 @@ class CaptureReader:
             return
         saved = [a.copy() for a in self._ng_arrays()] if self._pcap is None else []
         while True:
-            n, pos, code, aux = self._walk(max_n=1)
+            n, pos, code, aux = self._walk(max_n=1, end=self._end)
             for a, b in zip(self._ng_arrays() if saved else [], saved, strict=True):
                 a[:] = b
             if n or code != walk.NEED_MORE or self._eof or self._end >= self._buf.shape[0]:
@@ -254,14 +265,22 @@ class CaptureReader:
         self._started = True
         return self._batches()
 
-    def _walk(self, max_n: int = 0) -> tuple[int, int, int, int]:
+    def _walk_end(self) -> int:
+        """End of the bytes the next walk may use: a window of the mapping, or the buffer's."""
+        if self._mm is None:
+            return self._end
+        return min(self._end, self._start + self._window)
+
+    def _walk(self, max_n: int = 0, end: int = -1) -> tuple[int, int, int, int]:
         max_n = max_n or self._max_n
+        if end < 0:
+            end = self._walk_end()
         if self._pcap is not None:
             big, nano, hdr_len = self._pcap
             return walk.walk_pcap(
                 self._buf,
                 self._start,
-                self._end,
+                end,
                 max_n,
                 big,
                 nano,
@@ -274,7 +293,7 @@ class CaptureReader:
         return walk.walk_pcapng(
             self._buf,
             self._start,
-            self._end,
+            end,
             max_n,
             self._state,
             self._if_link,
@@ -295,13 +314,21 @@ class CaptureReader:
     def _batches(self) -> Iterator[PacketBatch]:
         while not self._closed:
             if self._end > self._start:
-                n, pos, code, aux = self._walk()
+                wend = self._walk_end()
+                n, pos, code, aux = self._walk(end=wend)
                 if n:
                     yield self._make_batch(n, pos)
+                    self._release_pages(pos)
                 elif self._pcap is None:
                     self._sync_pcapng_stats()
                 self._start = pos
                 if code == walk.FULL:
+                    continue
+                if code == walk.NEED_MORE and wend < self._end:
+                    # the mapping goes on past this window: next window, grown (as the read
+                    # buffer would be) when one record or block does not fit in it
+                    if n == 0:
+                        self._window = min(2 * self._window, MAX_BUFFER_BYTES)
                     continue
                 if code != walk.NEED_MORE:
                     self._stop(self._framing_problem(code, aux, self._base + pos))
@@ -376,9 +403,22 @@ class CaptureReader:
                 )
             )
 
+    def _release_pages(self, upto: int) -> None:
+        """Drop the mapped pages before `upto` from this process (they stay in the page
+        cache), so resident memory stays about one window whatever the file size. A batch
+        still held by the caller keeps working: its pages are mapped in again on access."""
+        if self._mm is None:
+            return
+        stop = upto - upto % mmap.PAGESIZE
+        if stop > self._released:
+            with contextlib.suppress(OSError, ValueError):
+                self._mm.madvise(mmap.MADV_DONTNEED, self._released, stop - self._released)
+            self._released = stop
+
     def _make_batch(self, n: int, pos: int) -> PacketBatch:
         lo = self._start
-        data = self._buf[lo:pos].copy()
+        # a view of the mapping (private, never written) or a copy out of the read buffer
+        data = self._buf[lo:pos] if self._mm is not None else self._buf[lo:pos].copy()
         batch = PacketBatch.empty(n, data=data)
         batch.rec_off[:] = self._out_off[:n]
         batch.rec_off -= lo
@@ -411,6 +451,10 @@ class CaptureReader:
     def close(self) -> None:
         self._closed = True
         self._src.close()
+        if self._mm is not None:
+            # batches still in use keep the mapping alive; it goes when the last one does
+            with contextlib.suppress(BufferError):
+                self._mm.close()
 
     def __enter__(self) -> CaptureReader:
         return self

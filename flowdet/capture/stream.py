@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import mmap
 import os
 import select
 import stat
@@ -190,6 +191,29 @@ class ByteSource:
                 return 0
             self._gz_tail = raw
         return 0
+
+    def map_file(self) -> mmap.mmap | None:
+        """The whole capture file mapped into memory, when it is an uncompressed regular file
+        this source opened itself; else None (streams, gzip, file objects, empty files).
+
+        Mapping saves the two copies of reading (kernel to buffer, buffer to batch): batches
+        are views of the mapping. The mapping is private copy-on-write, so the file is never
+        written; a file truncated by another process while it is read ends the process
+        with SIGBUS, as for any tool that maps its input.
+        """
+        if self._owned is None or self.compressed:
+            return None
+        try:
+            fd = self._owned.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                return None
+            mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        return mm
 
     def close(self) -> None:
         if self._owned is not None:
