@@ -52,7 +52,7 @@ def shell(tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
     }
     master, slave = open_pty()
     proc = subprocess.Popen(
-        ["bash", "--norc", "--noprofile", "-i"],
+        ["bash", "--login", "--noprofile", "--norc", "-i"],  # as sshd starts it: says logout
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -85,6 +85,14 @@ def test_close_leaves_a_vim_that_is_still_open(shell: tuple[Terminal, Path]) -> 
     assert term.wait_full_screen(True, 20.0), term.output[-500:]
     assert term.close(20.0) == 0
     assert term.proc.returncode == 0
+
+
+def test_a_failed_last_command_is_not_a_failed_session(shell: tuple[Terminal, Path]) -> None:
+    term, _ = shell
+    term.settle(quiet=0.3)
+    term.run("grep -n lab /dev/null")  # no match: status 1, which `exit` hands to ssh
+    assert term.close(20.0) == 0
+    assert term.proc.returncode == 1  # what the client itself returned
 
 
 @pytest.mark.slow
