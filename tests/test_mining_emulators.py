@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import stop
 
 from flowdet.lab.mining.common import Clock, TargetRefused, check_target
 from flowdet.lab.mining.reference import (
@@ -155,16 +156,6 @@ def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
             f"{argv[2]} did not start: {proc.stderr.read() if proc.stderr else ''}"
         )
     return proc, int(json.loads(line)["listening"][1])
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_signatures_live import capture, free_port, stop
+from loopback import capture, free_port, stop
 
 from flowdet.signatures import inspect
 from flowdet.signatures.reference import flow_prefixes

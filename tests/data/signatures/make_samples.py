@@ -24,15 +24,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_signatures_live import (  # noqa: E402
-    capture,
-    free_port,
-    ssh_session,
-    sshd,
-    stop,
-    tshark_fields,
-    wait_port,
-)
+from loopback import capture, openssl_server, ssh_session, sshd, tshark_fields  # noqa: E402
 
 from flowdet.signatures.reference import flow_prefixes  # noqa: E402
 
@@ -81,68 +73,23 @@ def ssh_samples(tshark: str, tmp: Path) -> dict[str, dict]:
 
 
 def tls_samples(tshark: str, tmp: Path) -> dict[str, dict]:
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(tmp / "k"),
-            "-out",
-            str(tmp / "c"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "openssl",
-            "s_server",
-            "-accept",
-            f"127.0.0.1:{port}",
-            "-key",
-            str(tmp / "k"),
-            "-cert",
-            str(tmp / "c"),
-            "-alpn",
-            "h2,http/1.1",
-            "-quiet",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
-        with capture(tmp / "tls.pcapng", port) as pcap:
-            subprocess.run(
-                [
-                    "openssl",
-                    "s_client",
-                    "-connect",
-                    f"127.0.0.1:{port}",
-                    "-servername",
-                    "xmr-eu1.nanopool.org",
-                    "-alpn",
-                    "h2,http/1.1",
-                ],
-                input=b"",
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
-    finally:
-        stop(server)
+    with openssl_server(tmp) as port, capture(tmp / "tls.pcapng", port) as pcap:
+        subprocess.run(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-servername",
+                "xmr-eu1.nanopool.org",
+                "-alpn",
+                "h2,http/1.1",
+            ],
+            input=b"",
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
     rule = "tcp.port==1,tls"
     ja3 = tshark_fields(tshark, pcap, rule, "tls.handshake.type==1", ["tls.handshake.ja3"])
     ja3s = tshark_fields(tshark, pcap, rule, "tls.handshake.type==2", ["tls.handshake.ja3s"])
