@@ -31,12 +31,14 @@ first pool that listens elsewhere (real pools use 25, 80, 443, 3333, 14444, ...)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
 
 import numpy as np
 
 from flowdet.errors import FlowdetError
+from flowdet.flows import layout as L
 from flowdet.flows.record import FlowBlock, FlowRecord
 from flowdet.signatures import SIGNATURE_FEATURES, SignatureResult, inspect
 from flowdet.signatures import ssh as sshsig
@@ -490,7 +492,9 @@ _PER_DIR = (
     "bursts",
     "rst",
 )
-_SCALARS = (
+# The FlowRecord counters `record_features` reads (besides the two payload histograms):
+# what a caller that builds records for featurizing only must fill in.
+RECORD_SCALARS: tuple[str, ...] = (
     "proto_num",
     "duration",
     "idle_gaps",
@@ -499,14 +503,39 @@ _SCALARS = (
     "iat_mean",
     *(f"{k}_{d}" for d in DIRS for k in _PER_DIR),
 )
-_GET_SCALARS = attrgetter(*_SCALARS)
+_SCALARS = RECORD_SCALARS  # the former private name
+RECORD_HISTS: tuple[str, ...] = tuple(f"payload_hist_{d}" for d in DIRS)
+# Every FlowRecord field `featurize` reads: RECORD_SCALARS, the payload histograms, the
+# first/last packet sequences and the payload prefixes (for the signatures).
+FEATURIZER_FIELDS: tuple[str, ...] = (
+    *RECORD_SCALARS,
+    *RECORD_HISTS,
+    "first_pkts",
+    "last_pkts",
+    "payload_toserver",
+    "payload_toclient",
+)
+_GET_SCALARS = attrgetter(*RECORD_SCALARS)
 
 
 def record_features(records: Sequence[FlowRecord]) -> np.ndarray:
     """Columns of `_record_names` from the records' accumulated counters."""
     table = np.array([_GET_SCALARS(r) for r in records], dtype=np.float64)
-    table = table.reshape(len(records), len(_SCALARS))
-    col = {name: table[:, i] for i, name in enumerate(_SCALARS)}
+    table = table.reshape(len(records), len(RECORD_SCALARS))
+    hists = [
+        np.array([getattr(r, f"payload_hist_{d}") for r in records], dtype=np.float64).reshape(
+            len(records), HIST_BINS
+        )
+        for d in DIRS
+    ]
+    return _record_columns(table, hists)
+
+
+def _record_columns(table: np.ndarray, hists: Sequence[np.ndarray]) -> np.ndarray:
+    """`record_features` from the RECORD_SCALARS table (rows x scalars, float64) and the
+    two payload histograms (rows x HIST_BINS, float64)."""
+    records = table  # only its length is used by _col
+    col = {name: table[:, i] for i, name in enumerate(RECORD_SCALARS)}
 
     def _col(_records: object, name: str, dtype: type = np.float64) -> np.ndarray:
         return col[name].astype(dtype) if dtype is not np.float64 else col[name]
@@ -539,8 +568,7 @@ def record_features(records: Sequence[FlowRecord]) -> np.ndarray:
             )
         }
         per[d] = c
-        hist = np.array([getattr(r, f"payload_hist_{d}") for r in records], dtype=np.float64)
-        hist = hist.reshape(len(records), HIST_BINS)
+        hist = hists[DIRS.index(d)]
         hsum = hist.sum(axis=1, keepdims=True)
         cols += [
             _log(c["pkts"]),
@@ -592,35 +620,160 @@ def signatures_of(records: Sequence[FlowRecord]) -> list[SignatureResult]:
     return out
 
 
+@dataclass(slots=True)
+class FeatureInputs:
+    """What `featurize` computes the columns from, as arrays: built from FlowRecords
+    (`inputs_of_records`) or straight from a FlowBlock's columns (`inputs_of_block`, no
+    Python object per record); both give the same arrays, hence the same features."""
+
+    scalars: np.ndarray  # rows x RECORD_SCALARS, float64
+    hists: tuple[np.ndarray, np.ndarray]  # toserver, toclient: rows x HIST_BINS, float64
+    first: tuple[np.ndarray, ...]  # pad_sequences of first_pkts: valid, dir, len, iat, flags
+    last: tuple[np.ndarray, ...]  # ... of last_pkts
+    first_seqs: Sequence[dict[str, list]]  # first_pkts per row (read for SSH rows only)
+
+    def __len__(self) -> int:
+        return int(self.scalars.shape[0])
+
+
+def inputs_of_records(records: Sequence[FlowRecord]) -> FeatureInputs:
+    n = len(records)
+    table = np.array([_GET_SCALARS(r) for r in records], dtype=np.float64)
+    hists = tuple(
+        np.array([getattr(r, name) for r in records], dtype=np.float64).reshape(n, HIST_BINS)
+        for name in RECORD_HISTS
+    )
+    first_seqs = [r.first_pkts for r in records]
+    return FeatureInputs(
+        table.reshape(n, len(RECORD_SCALARS)),
+        hists,  # type: ignore[arg-type]
+        pad_sequences(first_seqs),
+        pad_sequences([r.last_pkts for r in records]),
+        first_seqs,
+    )
+
+
+def inputs_of_block(block: FlowBlock) -> FeatureInputs:
+    """FeatureInputs from a FlowBlock's columns: the values FlowBlock.records() would give,
+    without building a record per row (the costliest part of scoring a busy capture)."""
+    cols = block.column_arrays([*RECORD_SCALARS, *RECORD_HISTS])
+    n = len(block)
+    table = np.empty((n, len(RECORD_SCALARS)), dtype=np.float64)
+    for i, name in enumerate(RECORD_SCALARS):
+        table[:, i] = cols[name]
+    hists = tuple(np.asarray(cols[name], dtype=np.float64) for name in RECORD_HISTS)
+    first, last = block_sequences(block)
+    return FeatureInputs(table, hists, first, last, _PaddedSeqs(first))  # type: ignore[arg-type]
+
+
+def block_sequences(block: FlowBlock) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """pad_sequences of the first and of the last packets of every row, straight from the
+    block's packet-sequence columns (as FlowBlock decodes them into first_pkts/last_pkts:
+    the first SEQ_N packets, and a ring holding the last SEQ_N)."""
+    n_seq = L.SEQ_N
+    if n_seq != SEQ_N:  # pragma: no cover - a layout change must be handled here
+        raise FlowdetError(f"flow sequences hold {n_seq} packets, features read {SEQ_N}")
+    npk = block.s[:, L.NPK]
+    k = np.minimum(npk, n_seq)
+    j = np.arange(n_seq)
+    valid = j[None, :] < k[:, None]
+    meta = block.seqm.astype(np.int64)
+    ring = np.where(valid, n_seq + (npk[:, None] - k[:, None] + j[None, :]) % n_seq, n_seq)
+    out = []
+    for m, iat in (
+        (meta[:, :n_seq], block.seqi[:, :n_seq]),
+        (np.take_along_axis(meta, ring, axis=1), np.take_along_axis(block.seqi, ring, axis=1)),
+    ):
+        out.append(
+            (
+                valid,
+                np.where(valid, (m >> L.SEQ_DIR_SHIFT) & 0x1, 0),
+                np.where(valid, m & L.SEQ_LEN_MASK, 0),
+                np.where(valid, iat / 1e9, 0.0),
+                np.where(valid, (m >> L.SEQ_FLAGS_SHIFT) & 0xFF, 0),
+            )
+        )
+    return out[0], out[1]
+
+
+class _PaddedSeqs(Sequence):
+    """first_pkts-like dicts (dir and len only) of padded sequences, made on demand: only
+    SSH rows are looked at (post_auth_features)."""
+
+    def __init__(self, seq: tuple[np.ndarray, ...]) -> None:
+        self.valid, self.dir, self.len = seq[0], seq[1], seq[2]
+
+    def __len__(self) -> int:
+        return int(self.valid.shape[0])
+
+    def __getitem__(self, i):  # type: ignore[override]
+        v = self.valid[i]
+        return {"dir": self.dir[i][v].tolist(), "len": self.len[i][v].tolist()}
+
+
+def block_payloads(block: FlowBlock) -> list[tuple[list[bytes], list[bytes]]]:
+    """(payload_toserver, payload_toclient) of every row, as FlowBlock.records() gives them."""
+    s, pay = block.s, block.pay
+    half = pay.shape[1] // 2
+    counts = s[:, L.PAY_N : L.PAY_N + 2].tolist()
+    lens = s[:, L.PAY_LEN : L.PAY_LEN + 2 * L.PAY_MSGS].tolist()
+    out = []
+    for i, (cnt, ln) in enumerate(zip(counts, lens, strict=True)):
+        both = []
+        for d in (0, 1):
+            sizes = ln[d * L.PAY_MSGS : d * L.PAY_MSGS + cnt[d]]
+            buf = pay[i, d * half : d * half + sum(sizes)].tobytes()
+            msgs, pos = [], 0
+            for m in sizes:
+                msgs.append(buf[pos : pos + m])
+                pos += m
+            both.append(msgs)
+        out.append((both[0], both[1]))
+    return out
+
+
 def featurize(
     records: Sequence[FlowRecord] | FlowBlock,
     signatures: Sequence[SignatureResult] | None = None,
 ) -> tuple[np.ndarray, list[SignatureResult]]:
     """Feature matrix (n x len(FEATURE_NAMES), float32) and each record's SignatureResult.
 
-    Pass `signatures` when they are already computed for these records (same order).
+    Pass `signatures` when they are already computed for these records (same order). A
+    FlowBlock is featurized from its columns (same values as its records).
     """
     if isinstance(records, FlowBlock):
-        records = records.records()
-    n = len(records)
-    sigs = list(signatures) if signatures is not None else signatures_of(records)
+        if signatures is None:
+            signatures = [inspect(ps, pc) for ps, pc in block_payloads(records)]
+        inputs = inputs_of_block(records)
+    else:
+        if signatures is None:
+            signatures = signatures_of(records)
+        inputs = inputs_of_records(records) if len(records) else None
+    sigs = list(signatures)
+    n = len(inputs) if inputs is not None else 0
     if len(sigs) != n:
         raise ValueError(f"{len(sigs)} signature results for {n} records")
     X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
-    if n == 0:
+    if n == 0 or inputs is None:
         return X, sigs
+    return featurize_inputs(inputs, sigs), sigs
+
+
+def featurize_inputs(inputs: FeatureInputs, sigs: Sequence[SignatureResult]) -> np.ndarray:
+    """The feature matrix of `featurize` from FeatureInputs and the signature results."""
+    n = len(inputs)
+    X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
+        return X
     ssh = ssh_keystroke_columns(sigs)
     ks = np.concatenate([ssh[:, :1], ssh[:, 3:]], axis=1)
-    first_seqs = [r.first_pkts for r in records]
-    first = pad_sequences(first_seqs)
-    last = pad_sequences([r.last_pkts for r in records])
     parts = [
-        record_features(records),
-        sequence_features(first, ks),
-        sequence_features(last, ks),
-        early_features(first),
+        _record_columns(inputs.scalars, inputs.hists),
+        sequence_features(inputs.first, ks),
+        sequence_features(inputs.last, ks),
+        early_features(inputs.first),
         ssh[:, :3],
-        post_auth_features(first_seqs, ssh[:, 0] > 0),
+        post_auth_features(inputs.first_seqs, ssh[:, 0] > 0),
     ]
     own = np.concatenate(parts, axis=1)
     assert own.shape[1] == _N_OWN, (own.shape, _N_OWN)
@@ -629,7 +782,7 @@ def featurize(
         gone = [n for n, i in zip(SIGNATURE_COLUMNS, _SIG_INDEX.tolist(), strict=True) if i < 0]
         raise FlowdetError(f"signature feature(s) {', '.join(gone)} no longer exist")
     X[:, _N_OWN:] = np.stack([s.features for s in sigs])[:, _SIG_INDEX]
-    return X, sigs
+    return X
 
 
 def feature_table_markdown() -> str:

@@ -30,8 +30,6 @@ What comes out:
 
 from __future__ import annotations
 
-import collections
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +98,21 @@ class RecordStub:
     checkpoint: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    """Stands in for the FlowRecord of an in-domain row while no output needs it: the
+    fields the verdict state reads (same values as the FlowRecord's). Rows that become
+    verdicts get their FlowRecord before anything else sees them (see _full_records)."""
+
+    flow_id: int
+    segment: int
+    end_reason: str
+    checkpoint: str
+    pkts_toserver: int
+    pkts_toclient: int
+    payload_pkts_toserver: int
+
+
 @dataclass(slots=True)
 class ScoreStats:
     records: int = 0  # records scored (checkpoints included)
@@ -131,11 +144,13 @@ class ScoredBlock:
 
     Row i of every field belongs to row i of `block`. Records outside the model's domain
     that no output needs are `RecordStub`s; their features are zeros, their signature
-    None and P(benign) = 1.
+    None and P(benign) = 1. In-domain rows that no output needs are `RecordView`s;
+    rows that became verdicts, and (with `early` on) all final rows of the domain, are
+    FlowRecords.
     """
 
     block: FlowBlock
-    records: list[Any]  # FlowRecord or RecordStub
+    records: list[Any]  # FlowRecord, RecordView or RecordStub
     X: np.ndarray  # features (rows x detector.feature_names)
     P: np.ndarray  # probabilities (rows x pipeline.classes)
     signatures: list[SignatureResult | None]
@@ -268,14 +283,22 @@ class ScoringPipeline:
         """(records, features, probabilities, signature results), one per block row; rows
         outside the domain get zero features, no signature result and P(benign) = 1.
 
-        Building a FlowRecord costs more than the table's work on its packets, so rows that
-        nobody will look at - out-of-domain checkpoints, and out-of-domain final records
-        when only alerts are wanted - get a `RecordStub` (flow id, segment, end reason)."""
+        Building a FlowRecord costs more than the table's work on its packets, so rows
+        that no output may need get a stand-in: out of the domain a `RecordStub`, inside it
+        a `RecordView` (the fields the verdict state reads). With the default featurizer
+        the in-domain rows are featurized straight from the block's columns
+        (flowdet.features.inputs_of_block: same values as from FlowRecords); `_consume`
+        builds FlowRecords for the rows that become verdicts (`_full_records`)."""
         inside = self.in_domain(block)
         final = block.reason != L.R_CHECKPOINT
-        full = inside | (final & (self.all_flows | (block.reason == L.R_ACTIVE)))
-        views = (~final) & inside if self._own_signatures else np.zeros(len(block), bool)
-        recs = self._records(block, full & ~views, views)
+        outside_full = ~inside & final & (self.all_flows | (block.reason == L.R_ACTIVE))
+        if self._own_signatures:
+            # live (early) reads the final records of in-domain flows to end its alerts
+            inside_full = inside & final & (self.all_flows | self.early)
+        else:  # a custom featurizer gets FlowRecords
+            inside_full = inside
+        views = inside & ~inside_full
+        recs = self._records(block, outside_full | inside_full, views)
         names = tuple(self.detector.feature_names)
         n, k = len(recs), len(self.classes)
         keep = np.flatnonzero(inside)
@@ -284,12 +307,14 @@ class ScoringPipeline:
         P[:, self.classes.index(BENIGN)] = 1.0
         sigs: list = [None] * n
         if len(keep):
-            krecs = [recs[i] for i in keep.tolist()]
             if self._own_signatures:
-                sk = self._signatures(krecs)
-                Xk, sk = self.featurize(krecs, sk)  # type: ignore[call-arg]
+                from flowdet.features import block_payloads, featurize_inputs, inputs_of_block
+
+                sub = block.take(keep)
+                sk = self._signatures(block_payloads(sub))
+                Xk = featurize_inputs(inputs_of_block(sub), sk)
             else:
-                Xk, sk = self.featurize(krecs)
+                Xk, sk = self.featurize([recs[i] for i in keep.tolist()])
             Xk = np.asarray(Xk)
             if Xk.ndim != 2 or Xk.shape[1] != len(names):
                 raise ModelError(
@@ -308,22 +333,23 @@ class ScoringPipeline:
         self.stats.featurized += len(keep)
         return recs, X, P, sigs
 
-    def _signatures(self, recs: list[Any]) -> list[SignatureResult]:
-        """Signature results of in-domain records, as flowdet.features.signatures_of makes
-        them (one recognizer pass per distinct pair of payload prefixes), remembered across
-        blocks: a flow's prefixes stop growing after a few packets, and many flows open
-        with the same bytes, so later checkpoints, final records and other flows mostly
-        find theirs here. The recognizers depend on nothing but the bytes, which are
-        compared in full. At most SIGNATURE_MEMO pairs are kept, oldest dropped first."""
+    def _signatures(self, payloads: list[tuple[list[bytes], list[bytes]]]) -> list[SignatureResult]:
+        """Signature results of in-domain records from their (toserver, toclient) payload
+        prefixes, as flowdet.features.signatures_of makes them (one recognizer pass per
+        distinct pair of payload prefixes), remembered across blocks: a flow's prefixes
+        stop growing after a few packets, and many flows open with the same bytes, so later
+        checkpoints, final records and other flows mostly find theirs here. The recognizers
+        depend on nothing but the bytes, which are compared in full. At most SIGNATURE_MEMO
+        pairs are kept, oldest dropped first."""
         from flowdet.signatures import inspect
 
         memo = self._sig_memo
         out: list[SignatureResult] = []
-        for r in recs:
-            key = (tuple(r.payload_toserver), tuple(r.payload_toclient))
+        for ps, pc in payloads:
+            key = (tuple(ps), tuple(pc))
             sig = memo.get(key)
             if sig is None:
-                sig = memo[key] = inspect(r.payload_toserver, r.payload_toclient)
+                sig = memo[key] = inspect(ps, pc)
                 if len(memo) > SIGNATURE_MEMO:
                     del memo[next(iter(memo))]
             out.append(sig)
@@ -338,21 +364,30 @@ class ScoringPipeline:
         out: list[Any] = [None] * len(block)
         for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
             out[i] = rec
+        # the stand-ins' fields straight from the columns, as FlowBlock.columns() makes
+        # them: block.take() would copy every row's payload prefixes just to read them
+        names = block.checkpoint_names
         vidx = np.flatnonzero(views)
         if len(vidx):
-            view = _record_view()
-            cols = block.take(vidx).columns(list(view._fields))
-            rows = zip(*(cols[f] for f in view._fields), strict=True)
-            for i, vals in zip(vidx.tolist(), rows, strict=True):
-                out[i] = view(*vals)
-        full = full | views
-        # the stubs' four fields straight from the columns, as FlowBlock.columns() makes
-        # them: block.take() would copy every row's payload prefixes just to read them
-        stub_rows = np.flatnonzero(~full)
+            s = block.s[vidx]
+            pkts = s[:, L.PKTS : L.PKTS + 2] + s[:, L.FRAGS : L.FRAGS + 2]
+            rows = zip(
+                vidx.tolist(),
+                s[:, L.FLOW_ID].tolist(),
+                s[:, L.SEGMENT].tolist(),
+                [L.REASON_NAMES[r] for r in block.reason[vidx].tolist()],
+                [names[c] if c >= 0 else "" for c in block.ckpt[vidx].tolist()],
+                pkts[:, 0].tolist(),
+                pkts[:, 1].tolist(),
+                s[:, L.PPKTS].tolist(),
+                strict=True,
+            )
+            for i, *vals in rows:
+                out[i] = RecordView(*vals)
+        stub_rows = np.flatnonzero(~(full | views))
         fids = block.s[stub_rows, L.FLOW_ID].tolist()
         segs = block.s[stub_rows, L.SEGMENT].tolist()
         reasons = [L.REASON_NAMES[r] for r in block.reason[stub_rows].tolist()]
-        names = block.checkpoint_names
         ckpts = [names[c] if c >= 0 else "" for c in block.ckpt[stub_rows].tolist()]
         for j, i in enumerate(stub_rows.tolist()):
             out[i] = RecordStub(fids[j], segs[j], reasons[j], ckpts[j])
@@ -389,8 +424,7 @@ class ScoringPipeline:
     @staticmethod
     def _full_records(block: FlowBlock, recs: list[Any], rows: np.ndarray) -> None:
         """Replace the RecordViews among `rows` by FlowRecords, in place."""
-        view = _record_view()
-        idx = [i for i in rows.tolist() if isinstance(recs[i], view)]
+        idx = [i for i in rows.tolist() if isinstance(recs[i], RecordView)]
         if idx:
             for i, rec in zip(idx, block.take(np.asarray(idx)).records(), strict=True):
                 recs[i] = rec
@@ -441,10 +475,8 @@ class ScoringPipeline:
         lab, score, _ = self.decider.label_index(P)
         classes = self.classes
         is_ckpt = block.reason == L.R_CHECKPOINT
-        # checkpoints that crossed a threshold may become verdicts: full records for them
-        self._full_records(
-            block, recs, np.flatnonzero(is_ckpt & (lab != self.classes.index(BENIGN)))
-        )
+        # rows that crossed a threshold may become verdicts: full records for them
+        self._full_records(block, recs, np.flatnonzero(lab != self.classes.index(BENIGN)))
         self.stats.records += len(recs)
         if self._pending:
             fid = block.s[:, L.FLOW_ID]
@@ -573,36 +605,6 @@ class ScoringPipeline:
             v.first_checkpoint, v.first_pkts, v.first_ns = name, pkts, epoch
             v.first_client_payload_pkts = cpay
         return v
-
-
-@functools.cache
-def _record_view() -> type:
-    """The fields of a FlowRecord that the default featurizer and the verdict state read.
-
-    In-domain checkpoint records are featurized, but almost all of them stay benign and
-    nothing else looks at them, so they are built with these fields only (a named tuple,
-    same values as the FlowRecord); the few that cross a threshold get a full FlowRecord
-    before anything else sees them (see _full_records).
-    """
-    from flowdet.features import _SCALARS
-
-    names = [
-        "flow_id",
-        "segment",
-        "end_reason",
-        "checkpoint",
-        "pkts_toserver",
-        "pkts_toclient",
-        "payload_pkts_toserver",
-        *_SCALARS,
-        "payload_hist_toserver",
-        "payload_hist_toclient",
-        "first_pkts",
-        "last_pkts",
-        "payload_toserver",
-        "payload_toclient",
-    ]
-    return collections.namedtuple("RecordView", dict.fromkeys(names))
 
 
 def _declares_domain_gate(detector: Any) -> bool:

@@ -1,0 +1,106 @@
+"""Featurizing straight from a FlowBlock's columns gives the FlowRecord path's values, bit
+for bit; the pipeline's RecordView stand-ins hold the FlowRecord's values."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowdet.capture import open_capture
+from flowdet.features import (
+    FEATURIZER_FIELDS,
+    RECORD_SCALARS,
+    block_payloads,
+    block_sequences,
+    featurize,
+    inputs_of_block,
+    inputs_of_records,
+    pad_sequences,
+)
+from flowdet.flows.config import FlowConfig
+from flowdet.flows.record import FlowRecord
+from flowdet.flows.table import FlowTable
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((REPO / "pcaps").glob("*.pcapng"))
+
+
+def _blocks(path: Path) -> list:
+    table = FlowTable(FlowConfig().with_default_checkpoints())
+    out = []
+    with open_capture(path) as reader:
+        for batch in reader:
+            out.append(table.update(batch))
+    out.append(table.flush())
+    return [b for b in out if len(b)]
+
+
+def test_public_field_lists_name_flowrecord_fields() -> None:
+    names = {f.name for f in fields(FlowRecord)}
+    assert set(FEATURIZER_FIELDS) <= names
+    assert set(RECORD_SCALARS) <= set(FEATURIZER_FIELDS)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_block_columns_give_the_records_features(path: Path) -> None:
+    blocks = _blocks(path)
+    assert blocks
+    for blk in blocks:
+        recs = blk.records()
+        assert block_payloads(blk) == [(r.payload_toserver, r.payload_toclient) for r in recs]
+        first, last = block_sequences(blk)
+        for got, want in zip(
+            (*first, *last),
+            (
+                *pad_sequences([r.first_pkts for r in recs]),
+                *pad_sequences([r.last_pkts for r in recs]),
+            ),
+            strict=True,
+        ):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+        a, b = inputs_of_block(blk), inputs_of_records(recs)
+        assert np.array_equal(a.scalars, b.scalars)
+        assert all(np.array_equal(x, y) for x, y in zip(a.hists, b.hists, strict=True))
+        rows = [i for i, r in enumerate(recs) if r.first_pkts["len"]]
+        for i in rows:
+            want = {k: recs[i].first_pkts[k] for k in ("dir", "len")}
+            assert a.first_seqs[i] == want
+        Xb, sb = featurize(blk)
+        Xr, sr = featurize(recs)
+        assert Xb.tobytes() == Xr.tobytes()
+        assert [s.features.tobytes() for s in sb] == [s.features.tobytes() for s in sr]
+
+
+def test_pipeline_stand_ins_hold_the_record_values() -> None:
+    """Offline, in-domain rows nobody outputs are RecordViews with the FlowRecord's values,
+    alerts are FlowRecords."""
+    from flowdet.model import Detector
+    from flowdet.pipeline import RecordView, ScoredBlock, ScoringPipeline
+
+    seen: list[ScoredBlock] = []
+
+    class Tap(ScoringPipeline):
+        def on_scored(self, scored: ScoredBlock) -> None:
+            seen.append(scored)
+
+    n_views = n_alerts = 0
+    for path in SAMPLES:
+        pipe = Tap(Detector.load())
+        with open_capture(path) as reader:
+            for batch in reader:
+                pipe.feed(batch)
+        pipe.flush()
+    for sc in seen:
+        full = sc.block.records()
+        for i, rec in enumerate(sc.records):
+            if isinstance(rec, RecordView):
+                n_views += 1
+                for f in fields(RecordView):
+                    assert getattr(rec, f.name) == getattr(full[i], f.name), f.name
+        for v in sc.verdicts:
+            assert isinstance(v.record, FlowRecord)
+            n_alerts += v.is_alert
+    assert n_views > 10 and n_alerts >= 3
