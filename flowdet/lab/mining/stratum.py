@@ -102,6 +102,19 @@ class BitcoinJobs:
         ]
 
 
+def reply(msg_id: Any, result: Any, error: Any = None) -> dict[str, Any]:
+    """A stratum response: these dialects keep JSON-RPC 1.0's `error` member, null on success."""
+    return {"id": msg_id, "result": result, "error": error}
+
+
+async def answer_share(pool: PoolSession, msg_id: Any, rejection: list[Any]) -> None:
+    """Ethereum and ZCash stratum answer a share with `result` true, or false and their one
+    rejection error; either way vardiff counts it."""
+    ok = pool.accept_share()
+    await pool.conn.send(reply(msg_id, ok, None if ok else rejection))
+    await pool.after_share()
+
+
 class Stratum1Pool(PoolSession):
     """A Bitcoin stratum v1 pool (ckpool / slush / ViaBTC style)."""
 
@@ -116,14 +129,11 @@ class Stratum1Pool(PoolSession):
         self.jobs = BitcoinJobs(random.Random(self.ctx.cfg.seed), 4 + self.extranonce2_size)
         self.session = rhex(self.rng, self.rng.choice((4, 8)))
 
-    def reply(self, msg_id: Any, result: Any, error: Any = None) -> dict[str, Any]:
-        return {"id": msg_id, "result": result, "error": error}
-
     async def handle(self, msg: dict[str, Any]) -> None:
         method, mid = msg.get("method"), msg.get("id")
         if method == "mining.configure":
             result = {"version-rolling": True, "version-rolling.mask": "1fffe000"}
-            await self.conn.send(self.reply(mid, result))
+            await self.conn.send(reply(mid, result))
         elif method == "mining.subscribe":
             params = msg.get("params") or []
             resume = params[1] if len(params) > 1 and isinstance(params[1], str) else None
@@ -131,22 +141,22 @@ class Stratum1Pool(PoolSession):
                 self.session = resume
             extranonce1 = self.ctx.sessions.setdefault(self.session, rhex(self.rng, 4))
             subs = [["mining.set_difficulty", self.session], ["mining.notify", self.session]]
-            await self.conn.send(self.reply(mid, [subs, extranonce1, self.extranonce2_size]))
+            await self.conn.send(reply(mid, [subs, extranonce1, self.extranonce2_size]))
         elif method == "mining.authorize":
-            await self.conn.send(self.reply(mid, True))
+            await self.conn.send(reply(mid, True))
             self.start()
             await self.push_difficulty(self.ctx.board.current, clean=True)
         elif method == "mining.extranonce.subscribe" or method == "mining.suggest_difficulty":
-            await self.conn.send(self.reply(mid, True))
+            await self.conn.send(reply(mid, True))
         elif method == "mining.submit":
             if self.accept_share():
-                await self.conn.send(self.reply(mid, True))
+                await self.conn.send(reply(mid, True))
             else:
                 error = self.rng.choice(([21, "Job not found", None], [23, "Low difficulty", None]))
-                await self.conn.send(self.reply(mid, None, error))
+                await self.conn.send(reply(mid, None, error))
             await self.after_share()
         else:
-            await self.conn.send(self.reply(mid, None, [20, "Unknown method", None]))
+            await self.conn.send(reply(mid, None, [20, "Unknown method", None]))
 
     def notify(self, job: Job, clean: bool | None = None) -> dict[str, Any]:
         params = self.jobs.params(job)
@@ -271,18 +281,15 @@ class EthStratumPool(PoolSession):
                 sid = "deadbeefcafebabe" + rhex(self.rng, 8)
                 subs = [["mining.set_difficulty", sid], ["mining.notify", sid]]
                 result = [subs, rhex(self.rng, 4), 4]
-            await self.conn.send({"id": mid, "result": result, "error": None})
+            await self.conn.send(reply(mid, result))
         elif method == "mining.authorize":
-            await self.conn.send({"id": mid, "result": True, "error": None})
+            await self.conn.send(reply(mid, True))
             self.start()
             await self.push_difficulty(self.ctx.board.current)
         elif method == "mining.submit":
-            ok = self.accept_share()
-            error = None if ok else [21, "Stale share", None]
-            await self.conn.send({"id": mid, "result": ok, "error": error})
-            await self.after_share()
+            await answer_share(self, mid, [21, "Stale share", None])
         else:
-            await self.conn.send({"id": mid, "result": True, "error": None})
+            await self.conn.send(reply(mid, True))
 
     def notify(self, job: Job) -> dict[str, Any]:
         header = rhex(random.Random(job.seed), 32)
@@ -386,7 +393,7 @@ class ZcashPool(PoolSession):
     async def handle(self, msg: dict[str, Any]) -> None:
         method, mid = msg.get("method"), msg.get("id")
         if method == "mining.subscribe":
-            await self.conn.send({"id": mid, "result": [None, self.nonce1], "error": None})
+            await self.conn.send(reply(mid, [None, self.nonce1]))
         elif method == "mining.authorize":
             self.start()
             target = self.target_msg()
@@ -395,16 +402,13 @@ class ZcashPool(PoolSession):
                 [
                     (target, "mining.set_target"),
                     (notify, "mining.notify"),
-                    ({"id": mid, "result": True, "error": None}, "result"),
+                    (reply(mid, True), "result"),
                 ]
             )
         elif method == "mining.submit":
-            ok = self.accept_share()
-            error = None if ok else [23, "Low difficulty share", None]
-            await self.conn.send({"id": mid, "result": ok, "error": error})
-            await self.after_share()
+            await answer_share(self, mid, [23, "Low difficulty share", None])
         else:
-            await self.conn.send({"id": mid, "result": True, "error": None})
+            await self.conn.send(reply(mid, True))
 
     def target_msg(self) -> dict[str, Any]:
         target = min(ZCASH_POW_LIMIT, int(ZCASH_POW_LIMIT / self.vardiff.difficulty))
