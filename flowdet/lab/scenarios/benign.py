@@ -176,7 +176,8 @@ def _tls_args(cert: Path, sni: str) -> list[str]:
 
 def _web_server(
     s: _Session, host: str, http: int, https: int, big: str, name: str, expect: bool = True
-) -> str:
+) -> tuple[str, Path]:
+    """nginx on `host`: the name it serves and the certificate clients verify it with."""
     sni = s.rng.choice(WEB_NAMES[:3])
     cert, key = s.cert(host, sni)
     argv = _module(
@@ -187,7 +188,13 @@ def _web_server(
     s.server(host, https or http, "tcp", name, argv, expect)
     if http and https and expect:  # both ports are served by the same nginx
         s.expects.append(Expect(CLIENT, host, http, "tcp", LABEL))
-    return sni
+    return sni, cert
+
+
+def _reading_time(profile: str, rng: random.Random) -> float:
+    """A browsing person's mean seconds between pages: short in quick, so a few seconds hold
+    several pages."""
+    return round(rng.uniform(0.8, 2.0) if profile == "quick" else rng.uniform(4, 15), 2)
 
 
 def web_http(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
@@ -197,23 +204,20 @@ def web_http(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         for i in range(1 if profile == "quick" else rng.randint(2, 3)):
             s.client(f"browse{i}", _module(
                 "web", "browse", "--server", lab.ip("outside"), "--port", 80, "--duration", d,
-                "--interval", round(rng.uniform(0.8, 2.0) if profile == "quick" else
-                                    rng.uniform(4, 15), 2),
+                "--interval", _reading_time(profile, rng),
                 "--connections", rng.randint(2, 6), "--seed", s.seed()), d)  # fmt: skip
         return s.finish()
 
 
 def web_https(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     with _Session(lab, "benign-web-https", rng) as s:
-        sni = _web_server(s, "outside", 0, 443, "", "nginx")
-        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        sni, cert = _web_server(s, "outside", 0, 443, "", "nginx")
         d = DURATION[profile]
         for i in range(1 if profile == "quick" else rng.randint(2, 3)):
             s.client(f"browse{i}", _module(
                 "web", "browse", "--server", lab.ip("outside"), "--port", 443, "--duration", d,
                 *_tls_args(cert, sni),
-                "--interval", round(rng.uniform(0.8, 2.0) if profile == "quick" else
-                                    rng.uniform(4, 15), 2),
+                "--interval", _reading_time(profile, rng),
                 "--connections", rng.randint(2, 6), "--seed", s.seed()), d)  # fmt: skip
         return s.finish()
 
@@ -224,8 +228,7 @@ def web_download(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     sizes = {"quick": (4, 8), "standard": (12, 24), "full": (32, 64)}[profile]
     big = ",".join(map(str, sizes))
     with _Session(lab, "benign-web-download", rng) as s:
-        sni = _web_server(s, "outside", 80, 443, big, "nginx")
-        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        sni, cert = _web_server(s, "outside", 80, 443, big, "nginx")
         d = DURATION[profile] / 2
         ip = lab.ip("outside")
         path = f"/dl/release-{rng.choice(sizes)}M.tar.gz"
@@ -250,16 +253,14 @@ def web_proxy(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
         ip = lab.ip(host)
         big = {"quick": "4", "standard": "12", "full": "32"}[profile]
         # nginx and the proxy share the far host: the sandbox only ever talks to the proxy.
-        sni = _web_server(s, host, 0, 443, big, "nginx", expect=False)
-        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        sni, cert = _web_server(s, host, 0, 443, big, "nginx", expect=False)
         s.server(host, 3128, "tcp", "proxy", _module(
             "proxy", "server", "--bind", ip, "--port", 3128, "--upstream", ip))  # fmt: skip
         d = DURATION[profile]
         via = ["--proxy", f"{ip}:3128"]
         s.client("browse", _module(
             "web", "browse", "--server", ip, "--port", 443, *_tls_args(cert, sni), *via,
-            "--interval", round(rng.uniform(0.8, 2.0) if profile == "quick" else
-                                rng.uniform(4, 15), 2),
+            "--interval", _reading_time(profile, rng),
             "--connections", rng.randint(2, 6), "--duration", d,
             "--seed", s.seed()), d)  # fmt: skip
         s.client("download", _module(
@@ -291,8 +292,7 @@ def metrics_scrape(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     """A Prometheus-style scraper polling nginx status over TLS: periodic, tiny, long-lived."""
     host = _far(lab)
     with _Session(lab, "benign-metrics-scrape", rng) as s:
-        sni = _web_server(s, host, 0, 9443, "", "nginx-status")
-        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        sni, cert = _web_server(s, host, 0, 9443, "", "nginx-status")
         d = DURATION[profile] * 1.5
         interval = {"quick": 1.0, "standard": rng.uniform(5, 10), "full": 15.0}[profile]
         s.client("scraper", _module(
@@ -521,8 +521,7 @@ def desktop_mix(lab: Lab, rng: random.Random, profile: str) -> list[Expect]:
     far = _far(lab)
     with _Session(lab, "benign-desktop-mix", rng) as s:
         ip, ip2 = lab.ip("outside"), lab.ip(far)
-        sni = _web_server(s, "outside", 0, 443, "", "nginx")
-        cert = lab.workdir / "benign-pki" / f"{sni}.crt"
+        sni, cert = _web_server(s, "outside", 0, 443, "", "nginx")
         s.server("outside", 53, "udp", "dns", _module("dns", "server", "--bind", ip, "--port", 53))
         s.server(far, 8080, "tcp", "websocket", _module(
             "websocket", "server", "--bind", ip2, "--port", 8080, "--seed", s.seed(),
