@@ -30,6 +30,7 @@ What comes out:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from flowdet.capture.batch import PacketBatch
-from flowdet.drivers import DriverExplainer
 from flowdet.errors import ModelError
 from flowdet.flows import layout as L
 from flowdet.flows.config import FlowConfig
@@ -138,6 +138,61 @@ class FlowState:
 _FlowState = FlowState  # the former private name, for code written against it
 
 
+class LazyRecords(Sequence):
+    """The records of a block's rows for the verdict stage: FlowRecords for the rows given
+    as `full` (built at once, in one pass), RecordViews for `views` rows (in the model's
+    domain) and RecordStubs for the rest (outside it), those two made only when read - on a
+    busy link most rows are benign and never read. Reading a row twice gives the same
+    object."""
+
+    def __init__(self, block: FlowBlock, full: np.ndarray, views: np.ndarray) -> None:
+        self._block = block
+        self._views = np.asarray(views, dtype=bool) & ~np.asarray(full, dtype=bool)
+        self._items: list[Any] = block.records() if full.all() else [None] * len(block)
+        idx = np.flatnonzero(full)
+        if len(idx) and len(idx) < len(block):
+            for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
+                self._items[i] = rec
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        rec = self._items[i]
+        if rec is None:
+            rec = self._items[i] = self._make(i)
+        return rec
+
+    def _make(self, i: int) -> Any:
+        b = self._block
+        s = b.s[i]
+        c = int(b.ckpt[i])
+        head = (
+            int(s[L.FLOW_ID]),
+            int(s[L.SEGMENT]),
+            L.REASON_NAMES[int(b.reason[i])],
+            b.checkpoint_names[c] if c >= 0 else "",
+        )
+        if not self._views[i]:
+            return RecordStub(*head)
+        return RecordView(
+            *head,
+            int(s[L.PKTS] + s[L.FRAGS]),
+            int(s[L.PKTS + 1] + s[L.FRAGS + 1]),
+            int(s[L.PPKTS]),
+        )
+
+    def upgrade(self, rows: np.ndarray) -> None:
+        """FlowRecords for the `views` rows among `rows` (in one pass)."""
+        idx = [i for i in np.asarray(rows).tolist() if self._views[i]]
+        if idx:
+            for i, rec in zip(idx, self._block.take(np.asarray(idx)).records(), strict=True):
+                self._items[i] = rec
+                self._views[i] = False
+
+
 @dataclass(slots=True)
 class ScoredBlock:
     """One block of records as the pipeline scored it: the input of `on_scored`.
@@ -150,7 +205,7 @@ class ScoredBlock:
     """
 
     block: FlowBlock
-    records: list[Any]  # FlowRecord, RecordView or RecordStub
+    records: Sequence[Any]  # FlowRecord, RecordView or RecordStub (a LazyRecords)
     X: np.ndarray  # features (rows x detector.feature_names)
     P: np.ndarray  # probabilities (rows x pipeline.classes)
     signatures: list[SignatureResult | None]
@@ -194,7 +249,6 @@ class ScoringPipeline:
         self.early = early
         self.source = source
         self.stats = ScoreStats()
-        self.explainer = DriverExplainer(detector)
         self.domain_gate = _declares_domain_gate(detector)
         self._state: dict[int, FlowState] = {}
         # held checkpoint rows (offline, see consume), each block with its alive mask
@@ -213,6 +267,14 @@ class ScoringPipeline:
         out = self.consume(self.table.flush())
         self.clear_state()
         return out
+
+    @functools.cached_property
+    def explainer(self) -> Any:
+        """The DriverExplainer of the detector, made at the first alert: it flattens the
+        trees and its module loads numba, which a capture without alerts never needs."""
+        from flowdet.drivers import DriverExplainer
+
+        return DriverExplainer(self.detector)
 
     @property
     def live_state(self) -> int:
@@ -356,42 +418,10 @@ class ScoringPipeline:
         return out
 
     @staticmethod
-    def _records(block: FlowBlock, full: np.ndarray, views: np.ndarray) -> list[Any]:
-        """A FlowRecord per `full` row, a RecordView per `views` row, else a RecordStub."""
-        if full.all():
-            return block.records()
-        idx = np.flatnonzero(full)
-        out: list[Any] = [None] * len(block)
-        for i, rec in zip(idx.tolist(), block.take(idx).records(), strict=True):
-            out[i] = rec
-        # the stand-ins' fields straight from the columns, as FlowBlock.columns() makes
-        # them: block.take() would copy every row's payload prefixes just to read them
-        names = block.checkpoint_names
-        vidx = np.flatnonzero(views)
-        if len(vidx):
-            s = block.s[vidx]
-            pkts = s[:, L.PKTS : L.PKTS + 2] + s[:, L.FRAGS : L.FRAGS + 2]
-            rows = zip(
-                vidx.tolist(),
-                s[:, L.FLOW_ID].tolist(),
-                s[:, L.SEGMENT].tolist(),
-                [L.REASON_NAMES[r] for r in block.reason[vidx].tolist()],
-                [names[c] if c >= 0 else "" for c in block.ckpt[vidx].tolist()],
-                pkts[:, 0].tolist(),
-                pkts[:, 1].tolist(),
-                s[:, L.PPKTS].tolist(),
-                strict=True,
-            )
-            for i, *vals in rows:
-                out[i] = RecordView(*vals)
-        stub_rows = np.flatnonzero(~(full | views))
-        fids = block.s[stub_rows, L.FLOW_ID].tolist()
-        segs = block.s[stub_rows, L.SEGMENT].tolist()
-        reasons = [L.REASON_NAMES[r] for r in block.reason[stub_rows].tolist()]
-        ckpts = [names[c] if c >= 0 else "" for c in block.ckpt[stub_rows].tolist()]
-        for j, i in enumerate(stub_rows.tolist()):
-            out[i] = RecordStub(fids[j], segs[j], reasons[j], ckpts[j])
-        return out
+    def _records(block: FlowBlock, full: np.ndarray, views: np.ndarray) -> LazyRecords:
+        """A FlowRecord per `full` row (built now, in one pass), a RecordView per `views`
+        row, else a RecordStub (both made when first read)."""
+        return LazyRecords(block, full, views)
 
     def consume(self, block: FlowBlock) -> list[Verdict]:
         """Score the records of a block; return final verdicts (and early alerts).
@@ -422,21 +452,17 @@ class ScoringPipeline:
         return self._consume(block.take(finals)) if len(finals) else []
 
     @staticmethod
-    def _full_records(block: FlowBlock, recs: list[Any], rows: np.ndarray) -> None:
-        """Replace the RecordViews among `rows` by FlowRecords, in place."""
-        idx = [i for i in rows.tolist() if isinstance(recs[i], RecordView)]
-        if idx:
-            for i, rec in zip(idx, block.take(np.asarray(idx)).records(), strict=True):
-                recs[i] = rec
+    def _full_records(block: FlowBlock, recs: LazyRecords, rows: np.ndarray) -> None:
+        """Make the RecordViews among `rows` FlowRecords, in place."""
+        recs.upgrade(rows)
 
     def _cross(self, block: FlowBlock) -> None:
         """Score held checkpoint rows and record each flow's first threshold crossings."""
         recs, _X, P, _sigs = self._predict(block)
         lab, _, _ = self.decider.label_index(P)
-        for i, rec in enumerate(recs):
+        for i in np.flatnonzero(lab != self.classes.index(BENIGN)).tolist():
+            rec = recs[i]
             label = self.classes[int(lab[i])]
-            if label == BENIGN:
-                continue
             st = self._state.get(rec.flow_id)
             if st is None:
                 st = self._state[rec.flow_id] = FlowState()
@@ -485,8 +511,18 @@ class ScoringPipeline:
             self._take_pending(np.unique(fid[~is_ckpt]), score=False)
         out: list[Verdict] = []
         rows: list[int] = []
-        # a benign snapshot changes no verdict state: visit only the other rows
-        visit = np.flatnonzero(~(is_ckpt & (lab == classes.index(BENIGN))))
+        benign = lab == classes.index(BENIGN)
+        # A benign snapshot changes no verdict state, and neither does the benign final
+        # record (not an active-timeout segment) of a flow without state when only alerts
+        # are wanted: it is only counted. Visit the other rows.
+        quiet = ~is_ckpt & benign & (block.reason != L.R_ACTIVE)
+        if self.all_flows:
+            quiet[:] = False
+        elif self._state and quiet.any():
+            held = np.fromiter(self._state, dtype=np.int64, count=len(self._state))
+            quiet &= ~np.isin(block.s[:, L.FLOW_ID], held)
+        self.stats.flows += int(quiet.sum())
+        visit = np.flatnonzero(~((is_ckpt & benign) | quiet))
         for i in visit.tolist():
             rec = recs[i]
             label = classes[int(lab[i])]

@@ -78,7 +78,7 @@ def test_pipeline_stand_ins_hold_the_record_values() -> None:
     """Offline, in-domain rows nobody outputs are RecordViews with the FlowRecord's values,
     alerts are FlowRecords."""
     from flowdet.model import Detector
-    from flowdet.pipeline import RecordView, ScoredBlock, ScoringPipeline
+    from flowdet.pipeline import RecordStub, RecordView, ScoredBlock, ScoringPipeline
 
     seen: list[ScoredBlock] = []
 
@@ -86,7 +86,7 @@ def test_pipeline_stand_ins_hold_the_record_values() -> None:
         def on_scored(self, scored: ScoredBlock) -> None:
             seen.append(scored)
 
-    n_views = n_alerts = 0
+    n_views = n_stubs = n_alerts = 0
     for path in SAMPLES:
         pipe = Tap(Detector.load())
         with open_capture(path) as reader:
@@ -96,11 +96,14 @@ def test_pipeline_stand_ins_hold_the_record_values() -> None:
     for sc in seen:
         full = sc.block.records()
         for i, rec in enumerate(sc.records):
-            if isinstance(rec, RecordView):
-                n_views += 1
-                for f in fields(RecordView):
+            assert sc.records[i] is rec  # made once
+            kind = type(rec)
+            if kind in (RecordView, RecordStub):
+                n_views += kind is RecordView
+                n_stubs += kind is RecordStub
+                for f in fields(kind):
                     assert getattr(rec, f.name) == getattr(full[i], f.name), f.name
         for v in sc.verdicts:
             assert isinstance(v.record, FlowRecord)
             n_alerts += v.is_alert
-    assert n_views > 10 and n_alerts >= 3
+    assert n_views > 10 and n_stubs > 10 and n_alerts >= 3
