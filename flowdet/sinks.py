@@ -14,7 +14,7 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from flowdet.flows.record import CSV_FIELDS, RECORD_FIELDS, FlowBlock, FlowRecord
+from flowdet.flows.record import CSV_FIELDS, NS_FIELDS, RECORD_FIELDS, FlowBlock, FlowRecord
 
 FLOW_FORMATS = ("csv", "jsonl")
 
@@ -88,10 +88,11 @@ class JsonlFlowSink:
 class CsvFlowSink:
     """CSV with a header row; empty cells for absent values (ICMP type on TCP flows).
 
-    Text is made column by column: each distinct value of a numeric column is formatted once
-    (str(int), repr(float), as the csv module does) and the cells are gathered by index, so
-    the per-cell cost is a numpy take, not a Python call. The bytes are those csv.writer
-    writes; a block with a string that would need quoting goes through csv.writer itself.
+    The bytes are those csv.writer writes (str(int), repr(float), no quoting needed), made
+    column by column and written by a compiled row writer (flowdet.flows.textkernel): each
+    distinct float is formatted once by repr(), nanosecond durations are formatted from their
+    integers (exactly repr's text), text columns are joined once. A block with a string that
+    would need quoting, or a column of another type, goes through csv.writer itself.
     """
 
     def __init__(self, out: TextIO) -> None:
@@ -103,61 +104,96 @@ class CsvFlowSink:
         n = len(block)
         if not n:
             return 0
-        cols = block.column_arrays(CSV_FIELDS)
-        grid = np.empty((n, len(CSV_FIELDS)), dtype=object)
-        last = len(CSV_FIELDS) - 1
-        floats = [
-            j
-            for j, name in enumerate(CSV_FIELDS[:last])
-            if isinstance(cols[name], np.ndarray) and cols[name].dtype.kind == "f"
-        ]
-        if floats:
-            # one repr per distinct value over all float columns: start/end times, min/max/
-            # mean of short flows and zeros repeat across columns
-            bits = np.stack([cols[CSV_FIELDS[j]] for j in floats]).astype(np.float64)
-            uniq, inv = np.unique(bits.view(np.int64), return_inverse=True)
-            text = np.array([repr(v) + "," for v in uniq.view(np.float64).tolist()], object)
-            grid[:, floats] = text[inv.reshape(len(floats), n)].T
-        done = set(floats)
-        for j, name in enumerate(CSV_FIELDS):
-            if j in done:
-                continue
-            cells = _csv_cells(cols[name], "\n" if j == last else ",")
-            if cells is None:  # needs csv quoting: let the csv module do this block
-                lists = block.columns(CSV_FIELDS)
-                self._w.writerows(zip(*(lists[nm] for nm in CSV_FIELDS), strict=True))
-                return n
-            grid[:, j] = cells
-        self.out.write("".join(grid.ravel().tolist()))
+        text = _csv_text(block)
+        if text is None:  # needs csv quoting or is not one of ours: the csv module does it
+            lists = block.columns(CSV_FIELDS)
+            self._w.writerows(zip(*(lists[nm] for nm in CSV_FIELDS), strict=True))
+            return n
+        raw = getattr(self.out, "buffer", None)
+        if raw is not None:
+            self.out.flush()  # the header and any csv.writer rows go first
+            raw.write(text)
+        else:
+            self.out.write(bytes(text).decode("ascii"))
         return n
 
     def close(self) -> None:
         self.out.flush()
 
 
-_CSV_SPECIAL = (",", '"', "\r", "\n")
+def _csv_text(block: FlowBlock) -> memoryview | None:
+    """The CSV rows of a block as ASCII bytes, or None when csv.writer must do them."""
+    from flowdet.flows import textkernel as TK
 
-
-def _csv_cells(values: Any, sep: str) -> Any:
-    """Cell texts of one column, each followed by `sep`; None if a string needs quoting."""
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind == "f":
-            # unique on the bit pattern: keeps -0.0 and 0.0 apart, as repr does
-            bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
-            uniq, inv = np.unique(bits, return_inverse=True)
-            text = [repr(v) + sep for v in uniq.view(np.float64).tolist()]
+    n = len(block)
+    cols = block.column_arrays(CSV_FIELDS, ns_ints=True)
+    m = len(CSV_FIELDS)
+    kinds = np.empty(m, np.int64)
+    src = np.empty(m, np.int64)
+    int_cols: list[np.ndarray] = []
+    float_cols: list[np.ndarray] = []
+    texts: list[str] = []
+    text_lens: list[np.ndarray] = []
+    for j, name in enumerate(CSV_FIELDS):
+        v = cols[name]
+        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
+            if name in NS_FIELDS:
+                if v.size and int(np.abs(v).max()) >= TK.NS_EXACT_LIMIT:
+                    kinds[j], src[j] = TK.K_FLOAT, len(float_cols)
+                    float_cols.append(v / 1e9)
+                    continue
+                kinds[j] = TK.K_NS
+            else:
+                kinds[j] = TK.K_INT
+            src[j] = len(int_cols)
+            int_cols.append(v.astype(np.int64, copy=False))
+        elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f":
+            kinds[j], src[j] = TK.K_FLOAT, len(float_cols)
+            float_cols.append(v)
+        elif isinstance(v, list) and all(type(x) is str for x in v):
+            joined = "".join(v)
+            if any(c in joined for c in _CSV_SPECIAL):
+                return None
+            kinds[j], src[j] = TK.K_TEXT, len(texts)
+            texts.append(joined)
+            text_lens.append(np.fromiter(map(len, v), np.int64, n))
+        elif isinstance(v, list) and all(x is None or type(x) is int for x in v):
+            kinds[j], src[j] = TK.K_INT_NULL, len(int_cols)
+            int_cols.append(np.array([TK.NULL_INT if x is None else x for x in v], np.int64))
         else:
-            uniq, inv = np.unique(values, return_inverse=True)
-            text = [str(v) + sep for v in uniq.tolist()]
-        return np.array(text, dtype=object)[inv.reshape(-1)]
-    if all(isinstance(v, str) for v in values):
-        joined = "".join(values)
-        if any(c in joined for c in _CSV_SPECIAL):
             return None
-        return [v + sep for v in values]
-    if any(isinstance(v, str) for v in values):
-        return None  # mixed column: not one of ours, let csv.writer decide
-    return [sep if v is None else str(v) + sep for v in values]
+    try:
+        tbuf = np.frombuffer("".join(texts).encode("ascii"), np.uint8)
+    except UnicodeEncodeError:
+        return None
+    ints = np.stack(int_cols, axis=1) if int_cols else np.zeros((n, 0), np.int64)
+    if text_lens:
+        tlen = np.stack(text_lens, axis=1)
+        tstart = (np.cumsum(tlen.T.ravel()) - tlen.T.ravel()).reshape(len(texts), n).T.copy()
+    else:
+        tlen = tstart = np.zeros((n, 0), np.int64)
+    if float_cols:
+        # one repr per distinct value over all float columns (bit pattern: -0.0 stays apart)
+        bits = np.stack(float_cols).astype(np.float64).view(np.int64)
+        uniq, inv = np.unique(bits, return_inverse=True)
+        reprs = [repr(x) for x in uniq.view(np.float64).tolist()]
+        dbuf = np.frombuffer("".join(reprs).encode("ascii"), np.uint8)
+        dlen = np.fromiter(map(len, reprs), np.int64, len(reprs))
+        dstart = np.cumsum(dlen) - dlen
+        fidx = np.ascontiguousarray(inv.reshape(len(float_cols), n).T)
+        widest = int(dlen.max())
+    else:
+        dbuf = np.zeros(0, np.uint8)
+        dlen = dstart = np.zeros(0, np.int64)
+        fidx = np.zeros((n, 0), np.int64)
+        widest = 0
+    bound = tbuf.shape[0] + n * (m + TK.NS_WIDTH * len(int_cols) + widest * len(float_cols))
+    out = np.empty(bound, np.uint8)
+    size = TK.format_csv(kinds, src, ints, fidx, tstart, tlen, tbuf, dstart, dlen, dbuf, out)
+    return memoryview(out)[:size]
+
+
+_CSV_SPECIAL = (",", '"', "\r", "\n")
 
 
 def flow_sink(fmt: str, out: TextIO) -> FlowSink:

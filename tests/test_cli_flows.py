@@ -164,19 +164,64 @@ def test_sinks_write_exactly_the_records():
     assert out.getvalue() == ref.getvalue()  # byte for byte what the csv module writes
 
 
-def test_csv_cells_format_like_the_csv_module():
+def _one_column(kind: int, ints=None, floats=None) -> list[str]:
+    """Rows written by the compiled CSV writer for a single column of one kind."""
     import numpy as np
 
-    from flowdet.sinks import _csv_cells
+    from flowdet.flows import textkernel as TK
 
-    floats = np.array([0.0, -0.0, 1e-05, 1e16, 0.1, 0.1, 2.5, float("nan")])
-    assert _csv_cells(floats, ",").tolist() == [repr(v) + "," for v in floats.tolist()]
-    ints = np.array([3, -1, 3, 0, 2**62], dtype=np.int64)
-    assert _csv_cells(ints, "\n").tolist() == [f"{v}\n" for v in ints.tolist()]
-    assert _csv_cells([None, 8, None], ",") == [",", "8,", ","]
-    assert _csv_cells(["pkts:8", ""], ",") == ["pkts:8,", ","]
-    for needs_quoting in ("a,b", 'say "x"', "two\nlines", "cr\r"):
-        assert _csv_cells(["ok", needs_quoting], ",") is None
+    if floats is not None:
+        uniq, inv = np.unique(np.asarray(floats).view(np.int64), return_inverse=True)
+        reprs = [repr(v) for v in uniq.view(np.float64).tolist()]
+        dbuf = np.frombuffer("".join(reprs).encode(), np.uint8)
+        dlen = np.array([len(r) for r in reprs], np.int64)
+        dstart = np.cumsum(dlen) - dlen
+        fidx = inv.reshape(-1, 1).astype(np.int64)
+        ints = np.zeros((len(floats), 0), np.int64)
+    else:
+        ints = np.asarray(ints, np.int64).reshape(-1, 1)
+        dbuf, dlen, dstart = np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        fidx = np.zeros((ints.shape[0], 0), np.int64)
+    n = ints.shape[0]
+    empty = np.zeros((n, 0), np.int64)
+    out = np.zeros(n * 64, np.uint8)
+    size = TK.format_csv(
+        np.array([kind], np.int64),
+        np.zeros(1, np.int64),
+        ints,
+        fidx,
+        empty,
+        empty,
+        np.zeros(0, np.uint8),
+        dstart,
+        dlen,
+        dbuf,
+        out,
+    )
+    return out[:size].tobytes().decode().split("\n")[:-1]
+
+
+def test_compiled_csv_cells_are_those_of_the_csv_module():
+    import random
+
+    import numpy as np
+
+    from flowdet.flows import textkernel as TK
+
+    floats = [0.0, -0.0, 1e-05, 1e16, 0.1, 0.1, 2.5, float("nan"), 1785708134.1245298]
+    assert _one_column(TK.K_FLOAT, floats=np.array(floats)) == [repr(v) for v in floats]
+    ints = [3, -1, 3, 0, 2**62, -(2**63) + 1, 2**63 - 1, 10, 99, 100]
+    assert _one_column(TK.K_INT, ints=ints) == [str(v) for v in ints]
+    assert _one_column(TK.K_INT_NULL, ints=[TK.NULL_INT, 8, 0]) == ["", "8", "0"]
+    # nanoseconds: the text of repr(ns / 1e9), exponent form below 1e-4 included
+    rng = random.Random(5)
+    ns = [0, 1, 9, 10, 12, 100, 12345, 99999, 100000, 100001, 120000, 10**9, 15 * 10**8]
+    ns += [10**15 - 1, 999_999_999, 1_000_000_001, 3_600_000_000_000, -1500, -(10**12) - 7]
+    for digits in range(1, 16):
+        ns += [rng.randrange(10 ** (digits - 1), 10**digits) for _ in range(300)]
+        ns += [rng.randrange(1, 10**digits) * 10 ** rng.randrange(0, 16 - digits)]
+    ns = [v for v in ns if abs(v) < TK.NS_EXACT_LIMIT]
+    assert _one_column(TK.K_NS, ints=ns) == [repr(v / 1e9) for v in ns]
 
 
 def test_iter_flows_chains_reader_and_table(capture: Path, tmp_path: Path):

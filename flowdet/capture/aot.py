@@ -61,6 +61,14 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "sweep": f"i8(i8, i8, {_ST}, {_OUT}, {_I}, {_I}, {_I}, i8, {_I})",
         "expire_slots": f"i8({_I}, i8, i1, {_ST}, {_OUT}, {_I}, {_I})",
         "init_slots": f"void({_a('i8', 2)}, {_a('f8', 2)}, {_I})",
+        "batch_keys": f"void({_I}, "
+        + ", ".join([_a("u8")] * 4)
+        + f", {_a('u2')}, {_a('u2')}, {_a('u1')}, {_a('u1')}, {_a('u2')}, b1, {_a('i4')}, "
+        f"{_a('i4')}, {_a('u8', 2)}, {_a('b1')}, {_a('u8')})",
+    },
+    "flowdet.flows.textkernel": {
+        "format_csv": f"i8({_I}, {_I}, {_a('i8', 2)}, {_a('i8', 2)}, {_a('i8', 2)}, "
+        f"{_a('i8', 2)}, {_a('u1')}, {_I}, {_I}, {_a('u1')}, {_a('u1')})",
     },
 }
 

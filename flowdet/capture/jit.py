@@ -46,7 +46,12 @@ _BLAS_PROBE = "numba.np.arraymath"
 _SKIPPED = "scipy.linalg"
 
 # The modules whose @compiled functions go into the ahead-of-time build, in build order.
-KERNEL_MODULES = ("flowdet.capture.walk", "flowdet.capture.decode", "flowdet.flows.kernel")
+KERNEL_MODULES = (
+    "flowdet.capture.walk",
+    "flowdet.capture.decode",
+    "flowdet.flows.kernel",
+    "flowdet.flows.textkernel",
+)
 # Files whose text decides whether an ahead-of-time build is current.
 _HASHED = (
     "capture/walk.py",
@@ -55,6 +60,7 @@ _HASHED = (
     "capture/aot.py",
     "flows/kernel.py",
     "flows/layout.py",
+    "flows/textkernel.py",
 )
 AOT_MODULE = "flowdet.capture._aot_kernels"
 AOT_HASH_FILE = Path(__file__).with_name("_aot_kernels.sha256")

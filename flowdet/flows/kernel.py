@@ -518,12 +518,18 @@ def process(
 @compiled
 def sweep(now, s0, st, out, ctr, cfg, ck_secs, n_ck_p, freed):
     """Apply the clock `now` to every live flow from slot s0 on; return where it stopped."""
-    S = st[1]
+    KEY, S = st[0], st[1]
     out_cap = out[1].shape[0]
     cap = S.shape[0]
+    quick = ck_secs.shape[0] == 0  # no time checkpoints: most flows have nothing due
     for sl in range(s0, cap):
         if S[sl, LIVE] == 0 or S[sl, INIT_A] < 0:
             continue  # free, or allocated for a batch in progress with no packet yet
+        if quick and S[sl, CLOSE_TS] < 0:
+            # the test process() makes before calling _advance: open, not idle, not active
+            idle = cfg[G_IDLE_TCP] if (KEY[sl, 4] & np.uint64(0xFF)) == 6 else cfg[G_IDLE_OTHER]
+            if now - S[sl, LAST] <= idle and now < S[sl, START] + cfg[G_ACTIVE]:
+                continue
         if ctr[C_OUT_N] + 2 + ck_secs.shape[0] > out_cap:
             return sl
         if _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
@@ -549,3 +555,76 @@ def expire_slots(slots, k0, reason, st, out, ctr, freed):
             _emit(st, out, ctr, sl, r, -1)
         _free(st, sl, ctr, freed)
     return slots.shape[0]
+
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+@compiled(inline="always")
+def _mix(x):
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M2
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M3
+    return x ^ (x >> np.uint64(31))
+
+
+@compiled
+def batch_keys(
+    rows,
+    src_hi,
+    src_lo,
+    dst_hi,
+    dst_lo,
+    sport,
+    dport,
+    proto,
+    ipver,
+    vlan,
+    use_vlan,
+    icmp4,
+    icmp6,
+    key,
+    keep,
+    h,
+):
+    """flowdet.flows.keys.canonical_keys and key_hash of the selected rows in one pass (same
+    values: the numpy functions are the reference, and the tests compare both)."""
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        pr = np.int64(proto[i])
+        ver = np.int64(ipver[i])
+        p1 = np.int64(sport[i])
+        p2 = np.int64(dport[i])
+        one_way = False
+        if (pr == 1 and ver == 4) or (pr == 58 and ver == 6):
+            cp = icmp4[p1 & 0xFF] if pr == 1 else icmp6[p1 & 0xFF]
+            if cp >= 0:
+                p2 = np.int64(cp)
+            else:
+                one_way = True
+        shi, slo, dhi, dlo = src_hi[i], src_lo[i], dst_hi[i], dst_lo[i]
+        src_first = shi < dhi or (shi == dhi and (slo < dlo or (slo == dlo and p1 < p2)))
+        kp = src_first or one_way
+        keep[j] = kp
+        if kp:
+            k0, k1, k2, k3, pa, pb = shi, slo, dhi, dlo, p1, p2
+        else:
+            k0, k1, k2, k3, pa, pb = dhi, dlo, shi, slo, p2, p1
+        k4 = (np.uint64(pa) << np.uint64(24)) | (np.uint64(pb) << np.uint64(8)) | np.uint64(pr)
+        if use_vlan:
+            k4 |= np.uint64(vlan[i]) << np.uint64(40)
+        key[j, 0] = k0
+        key[j, 1] = k1
+        key[j, 2] = k2
+        key[j, 3] = k3
+        key[j, 4] = k4
+        x = _M1
+        x = _mix(x ^ k0) + _M1
+        x = _mix(x ^ k1) + _M1
+        x = _mix(x ^ k2) + _M1
+        x = _mix(x ^ k3) + _M1
+        x = _mix(x ^ k4) + _M1
+        h[j] = x

@@ -185,6 +185,11 @@ class FlowRecord:
 
 
 RECORD_FIELDS = [f.name for f in fields(FlowRecord)]
+# Float fields that are an integer count of nanoseconds / 1e9 (see column_arrays(ns_ints=True)).
+NS_FIELDS = frozenset(
+    ["duration", "iat_min", "iat_max", "max_gap"]
+    + [f"{k}_{d}" for k in ("iat_min", "iat_max", "piat_min", "piat_max") for d in DIRS]
+)
 CSV_FIELDS = [f.name for f in fields(FlowRecord) if f.metadata.get("csv", True)]
 
 
@@ -284,10 +289,14 @@ class FlowBlock:
             for name, col in self.column_arrays(names).items()
         }
 
-    def column_arrays(self, names: list[str] | None = None) -> dict[str, Any]:
+    def column_arrays(
+        self, names: list[str] | None = None, ns_ints: bool = False
+    ) -> dict[str, Any]:
         """As columns(), but numeric fields stay 1-D numpy arrays (int64 / float64).
 
-        For sinks that format whole columns at once; values are those of columns().
+        For sinks that format whole columns at once; values are those of columns(). With
+        `ns_ints`, the fields of NS_FIELDS (durations kept as integer nanoseconds, given in
+        seconds as ns / 1e9) come as those int64 nanoseconds.
         """
         want = set(RECORD_FIELDS if names is None else names)
         n = len(self)
@@ -297,6 +306,10 @@ class FlowBlock:
         def put(name: str, values: Any) -> None:
             if name in want:
                 out[name] = values
+
+        def put_ns(name: str, ns: np.ndarray) -> None:
+            if name in want:
+                out[name] = ns if ns_ints else ns / 1e9
 
         put("flow_id", s[:, L.FLOW_ID])
         put("segment", s[:, L.SEGMENT])
@@ -316,7 +329,7 @@ class FlowBlock:
             out["end"] = _iso(last)
         put("start_epoch", start / 1e9)
         put("end_epoch", last / 1e9)
-        put("duration", (last - start) / 1e9)
+        put_ns("duration", last - start)
         put("ip_version", ver)
         put("proto", [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()])
         put("proto_num", proto)
@@ -360,16 +373,16 @@ class FlowBlock:
             put(f"size_std_{dn}", np.sqrt(np.maximum(g[:, L.SIZE_M2 + d], 0) / np.maximum(npk, 1)))
             ni = np.maximum(npk - 1, 0)
             hi_ = ni > 0
-            put(f"iat_min_{dn}", np.where(hi_, s[:, L.IAT_MIN + d], 0) / 1e9)
-            put(f"iat_max_{dn}", s[:, L.IAT_MAX + d] / 1e9)
+            put_ns(f"iat_min_{dn}", np.where(hi_, s[:, L.IAT_MIN + d], 0))
+            put_ns(f"iat_max_{dn}", s[:, L.IAT_MAX + d])
             put(f"iat_mean_{dn}", g[:, L.IAT_MEAN + d] / 1e9)
             put(
                 f"iat_std_{dn}",
                 np.sqrt(np.maximum(g[:, L.IAT_M2 + d], 0) / np.maximum(ni, 1)) / 1e9,
             )
             npi = s[:, L.PIAT_N + d]
-            put(f"piat_min_{dn}", np.where(npi > 0, s[:, L.PIAT_MIN + d], 0) / 1e9)
-            put(f"piat_max_{dn}", s[:, L.PIAT_MAX + d] / 1e9)
+            put_ns(f"piat_min_{dn}", np.where(npi > 0, s[:, L.PIAT_MIN + d], 0))
+            put_ns(f"piat_max_{dn}", s[:, L.PIAT_MAX + d])
             put(f"piat_mean_{dn}", g[:, L.PIAT_MEAN + d] / 1e9)
             put(
                 f"piat_std_{dn}",
@@ -380,12 +393,12 @@ class FlowBlock:
             put(f"payload_hist_{dn}", s[:, h0 : h0 + L.HIST_BINS])
         npk_all = s[:, L.NPK]
         na = np.maximum(npk_all - 1, 0)
-        put("iat_min", np.where(na > 0, s[:, L.IAT_MIN_ALL], 0) / 1e9)
-        put("iat_max", s[:, L.IAT_MAX_ALL] / 1e9)
+        put_ns("iat_min", np.where(na > 0, s[:, L.IAT_MIN_ALL], 0))
+        put_ns("iat_max", s[:, L.IAT_MAX_ALL])
         put("iat_mean", g[:, L.IAT_MEAN_ALL] / 1e9)
         put("iat_std", np.sqrt(np.maximum(g[:, L.IAT_M2_ALL], 0) / np.maximum(na, 1)) / 1e9)
         put("idle_gaps", s[:, L.IDLE_GAPS])
-        put("max_gap", s[:, L.MAX_GAP] / 1e9)
+        put_ns("max_gap", s[:, L.MAX_GAP])
         put("out_of_order", s[:, L.OOO])
         if "first_pkts" in want or "last_pkts" in want:
             first, last_ = self._sequences()

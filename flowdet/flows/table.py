@@ -44,7 +44,7 @@ from flowdet.capture.batch import PacketBatch, Status
 from flowdet.flows import kernel as K
 from flowdet.flows import layout as L
 from flowdet.flows.config import NS, FlowConfig
-from flowdet.flows.keys import canonical_keys, unique_keys
+from flowdet.flows.keys import keys_and_hashes, unique_keys
 from flowdet.flows.record import FlowBlock
 
 _OUT_CAP = 4096
@@ -247,8 +247,8 @@ class FlowTable:
         rows = order[ok[order]]  # OK rows, in processing order
         if rows.shape[0] == 0 and not frag.any():
             return
-        key, src_is_a = canonical_keys(batch, rows, self.config.vlan_in_key)
-        first, inverse = unique_keys(key)
+        key, src_is_a, h = keys_and_hashes(batch, rows, self.config.vlan_in_key)
+        first, inverse = unique_keys(key, h)
         ukey = np.ascontiguousarray(key[first])
         kbytes = ukey.view(np.dtype((np.void, ukey.shape[1] * 8))).ravel().tolist()
         index = self._index
