@@ -26,9 +26,16 @@ def free_port() -> int:
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:
+    """Wait for a TCP listener on 127.0.0.1:port without connecting to it.
+
+    A probe connection would leave packets (the server's banner, its FIN) that a capture
+    started right after can pick up as an extra flow seen from the server's side.
+    """
+    want = f"0100007F:{port:04X}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if any(r[1] == want and r[3] == "0A" for r in rows):  # 0A: LISTEN
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
