@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
-import signal
 import ssl
 import sys
 import time
@@ -24,14 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from flowdet.lab.certs import server_context
+from flowdet.lab.emulators import emit, run_until_signal
 
 LOOPBACK = "127.0.0.1"
-
-
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout, flushed: the only channel back to the runner."""
-    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def log(message: str) -> None:
@@ -141,16 +134,8 @@ def run_async(main: Callable[[], Awaitable[None]]) -> int:
     A network failure is one line on stderr and exit status 1, never a traceback: the runner
     shows that line when a scenario's client did not do its job."""
 
-    async def wrapper() -> None:
-        task = asyncio.ensure_future(main())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
     try:
-        asyncio.run(wrapper())
+        run_until_signal(main)
     except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
         log(f"{Path(sys.argv[0]).stem}: {type(exc).__name__}: {exc}")
         return 1

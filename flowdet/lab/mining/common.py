@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import json
 import random
-import signal
 import socket
 import ssl
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from flowdet.errors import LabError
+from flowdet.lab.emulators import run_until_signal
 
 # Loopback, RFC 1918, shared address space (RFC 6598), the benchmarking range (RFC 2544,
 # popular for test beds) and IPv6 unique-local / link-local: the only places a lab lives.
@@ -125,30 +125,17 @@ class EventLog:
             self._fh.close()
 
 
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout, flushed: the emulators' only channel back to the runner."""
-    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
 def warn(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
 
 def run_async(main: Callable[[], Awaitable[None]]) -> int:
-    """Run `main` until it returns or SIGTERM/SIGINT arrives; both end cleanly with 0."""
-
-    async def wrapper() -> None:
-        task = asyncio.ensure_future(main())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    """Run `main` until it returns or SIGTERM/SIGINT arrives (exit status 0); a LabError
+    (an address outside the lab, a bad endpoint) is one line on stderr and exit status 2."""
 
     try:
-        asyncio.run(wrapper())
+        run_until_signal(main)
     except LabError as exc:
         warn(f"flowdet: {exc}")
         return 2

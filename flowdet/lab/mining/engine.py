@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from flowdet.errors import LabError
+from flowdet.lab.emulators import emit
 from flowdet.lab.mining.common import (
     Clock,
     EventLog,
     LineConn,
     close_writer,
-    emit,
     open_stream,
     set_keepalive,
     warn,

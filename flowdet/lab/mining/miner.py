@@ -13,12 +13,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from flowdet.lab.emulators import emit
 from flowdet.lab.mining.common import (
     Clock,
     EventLog,
     check_target,
     client_tls,
-    emit,
     parse_endpoint,
     run_async,
 )

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from flowdet.errors import LabError
-from flowdet.lab.mining.common import check_target, close_writer, emit, run_async
+from flowdet.lab.emulators import emit
+from flowdet.lab.mining.common import check_target, close_writer, run_async
 
 REP_OK, REP_FAILURE, REP_NOT_ALLOWED, REP_REFUSED, REP_CMD, REP_ATYP = 0, 1, 2, 5, 7, 8
 
