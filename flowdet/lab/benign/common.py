@@ -256,6 +256,29 @@ async def paced(
         yield
 
 
+class PooledConn:
+    """One connection of an application's pool: busy while its lock is held; `last_used`
+    is what the idle health check looks at."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.lock = asyncio.Lock()
+        self.last_used = time.monotonic()
+
+
+async def health_checks(
+    pool: Sequence[PooledConn], idle: float, check: Callable[[PooledConn], Awaitable[None]]
+) -> None:
+    """An application pool's keepalive: every `idle`/4 seconds, `check` each connection that
+    has been idle for `idle` seconds and is not in use, so quiet pools still show small
+    periodic exchanges, as real ones do."""
+    while True:
+        await asyncio.sleep(idle / 4)
+        for conn in pool:
+            if time.monotonic() - conn.last_used >= idle and not conn.lock.locked():
+                await check(conn)
+
+
 def dispatch(
     module: str, argv: Sequence[str] | None, **parts: Callable[[Sequence[str]], int]
 ) -> int:

@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flowdet.lab.benign.common import (
+    PooledConn,
     Tally,
     client_context,
     client_parser,
     dispatch,
     emit,
+    health_checks,
     jittered,
     paced,
     run_async,
@@ -199,14 +201,7 @@ def serve(argv: Sequence[str]) -> int:
 # ---------------------------------------------------------------- client
 
 
-class Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.lock = asyncio.Lock()
-        self.last_used = time.monotonic()
-
-
-async def connect(args: argparse.Namespace, tally: Tally, name: str) -> Conn:
+async def connect(args: argparse.Namespace, tally: Tally, name: str) -> PooledConn:
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(args.server, args.port), timeout=10
     )
@@ -225,7 +220,7 @@ async def connect(args: argparse.Namespace, tally: Tally, name: str) -> Conn:
         if msg.type == b"R" and msg.body[:4] != b"\0\0\0\0":
             raise PgError("server asks for a password; the lab uses trust")
     tally.connections += 1
-    return Conn(reader, writer)
+    return PooledConn(reader, writer)
 
 
 async def run_client(args: argparse.Namespace) -> None:
@@ -234,7 +229,7 @@ async def run_client(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     pool = [await connect(args, tally, f"web-{i}") for i in range(args.connections)]
 
-    async def query(conn: Conn, sql: str) -> list[list[str | None]]:
+    async def query(conn: PooledConn, sql: str) -> list[list[str | None]]:
         data = message(b"Q", cstr(sql))
         conn.writer.write(data)
         await conn.writer.drain()
@@ -254,7 +249,7 @@ async def run_client(args: argparse.Namespace) -> None:
         conn.last_used = time.monotonic()
         return rows
 
-    async def transaction(conn: Conn) -> None:
+    async def transaction(conn: PooledConn) -> None:
         async with conn.lock:
             who = f"customer = 'cust-{rng.randint(1, 5000)}'"
             cols = "id, customer, amount, created_at"
@@ -271,17 +266,12 @@ async def run_client(args: argparse.Namespace) -> None:
             await query(conn, "COMMIT")
             tally.extra["transactions"] += 1
 
-    async def health() -> None:
-        while True:
-            await asyncio.sleep(args.health_interval / 4)
-            for conn in pool:
-                idle = time.monotonic() - conn.last_used >= args.health_interval
-                if idle and not conn.lock.locked():
-                    async with conn.lock:
-                        await query(conn, "SELECT 1")
-                    tally.extra["health_checks"] += 1
+    async def ping(conn: PooledConn) -> None:
+        async with conn.lock:
+            await query(conn, "SELECT 1")
+        tally.extra["health_checks"] += 1
 
-    checker = asyncio.create_task(health())
+    checker = asyncio.create_task(health_checks(pool, args.health_interval, ping))
     deadline = t0 + args.duration
     async for _ in paced(deadline, lambda: jittered(rng, args.interval, 0.9), checker.done):
         await asyncio.gather(*(transaction(rng.choice(pool)) for _ in range(rng.randint(1, 6))))

@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowdet.lab.benign.common import (
+    PooledConn,
     Tally,
     client_parser,
     dispatch,
     emit,
+    health_checks,
     jittered,
     open_tcp,
     paced,
@@ -263,13 +265,6 @@ def serve(argv: Sequence[str]) -> int:
     return run_async(lambda: serve_tcp(handle, args.bind, args.port, tls, "resp"))
 
 
-class PooledConn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.lock = asyncio.Lock()
-        self.last_used = time.monotonic()
-
-
 async def run_client(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     tally = Tally(extra={"replies": {}, "health_checks": 0, "bursts": 0})
@@ -300,18 +295,11 @@ async def run_client(args: argparse.Namespace) -> None:
         pool.append(conn)
         await call(conn, ("CLIENT", "SETNAME", f"app-{args.seed}-{i}"), ("SELECT", 0))
 
-    async def health() -> None:
-        while True:
-            await asyncio.sleep(args.health_interval / 4)
-            for conn in pool:
-                if (
-                    time.monotonic() - conn.last_used >= args.health_interval
-                    and not conn.lock.locked()
-                ):
-                    await call(conn, ("PING",))
-                    tally.extra["health_checks"] += 1
+    async def ping(conn: PooledConn) -> None:
+        await call(conn, ("PING",))
+        tally.extra["health_checks"] += 1
 
-    checker = asyncio.create_task(health())
+    checker = asyncio.create_task(health_checks(pool, args.health_interval, ping))
     deadline = t0 + args.duration
     async for _ in paced(deadline, lambda: jittered(rng, args.interval, 0.9)):
         tally.extra["bursts"] += 1
