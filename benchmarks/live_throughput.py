@@ -21,7 +21,9 @@ other, so they do not share the CPU with each other):
   model, JSONL sink);
 - dumpcap: `dumpcap -i vrx -B 64 -w /dev/null` alone: the capture ceiling;
 - tshark: `tshark -i vrx -B 64 -q -z conv,ip` (dumpcap child, every packet dissected, one
-  conversation table);
+  conversation table). Its dumpcap writes a temporary file that tshark reads, so tshark
+  never makes dumpcap drop: it falls behind instead (and its memory grows); the time it
+  takes to finish after the stop stands for its lag;
 - nfstream: `NFStreamer(source="vrx", statistical_analysis=True, n_meters=1)` (libpcap).
 
 Reported per step and receiver:
@@ -528,6 +530,10 @@ def _verdict(st: Step) -> tuple[bool, str]:
     proc = f.get("processed") or 0
     if st.tool != "nfstream" and proc < st.wire:
         why.append(f"processed {st.wire - proc:,} fewer than reached vrx")
+    if st.tool == "tshark" and (st.exit_seconds or 0) > 1.5:
+        # dumpcap writes a temp file that tshark reads: it never blocks, tshark lags instead
+        # (and its memory grows); how long it took to finish after the stop is that lag
+        why.append(f"finished {st.exit_seconds:g} s after the stop (behind the capture)")
     if st.lag_seconds is not None and st.lag_seconds > 1.0:
         why.append(f"{st.lag_seconds:g} s behind the wire when the sender stopped")
     return not why, "; ".join(why)

@@ -69,10 +69,15 @@ class HeldPipeline(LivePipeline):
         self.gate = gate
         self.entered = threading.Event()
 
-    def feed_many(self, batches: list) -> list:
+    def feed_events(self, batch: object) -> list:
         self.entered.set()
         assert self.gate.wait(120), "the test never opened the gate"
-        return super().feed_many(batches)
+        return super().feed_events(batch)
+
+
+def _send(ns: str, frames: int) -> None:
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, "vtx", str(frames)]
+    subprocess.run(argv, check=True, timeout=120)
 
 
 def _sh(*argv: str) -> str:
@@ -126,6 +131,7 @@ def test_overload_drops_are_counted_and_reported(veth: tuple[str, str], tmp_path
         status_every=0.05,
         err=err,
         queue_batches=1,
+        linger=0.0,  # scoring holds the first batch as it is
         stop=threading.Event(),
     )
     result: dict = {}
@@ -144,21 +150,27 @@ def test_overload_drops_are_counted_and_reported(veth: tuple[str, str], tmp_path
         while cap.proc is None or not cap._started.is_set():
             assert t.is_alive() and time.monotonic() < deadline, err.getvalue()
             time.sleep(0.02)
-        subprocess.run(
-            ["ip", "netns", "exec", tx, sys.executable, "-c", SENDER, "vtx", str(FRAMES)],
-            check=True,
-            timeout=120,
-        )
+        # one frame: scoring takes it and holds; then bursts until the reader is stuck
+        # behind the full queue (the pipe, then dumpcap's buffer fill up from there on),
+        # then enough frames to overflow every buffer on the capture path
+        _send(tx, 1)
         assert pipe.entered.wait(60), "no packet reached the scoring stage"
+        sent = 1
+        while loop.waiting_since is None:
+            assert sent < FRAMES, "the capture reader never waited on scoring"
+            _send(tx, 500)
+            sent += 500
+        _send(tx, FRAMES)
+        sent += FRAMES
         # every frame sent is either on vrx or counted as dropped by the veth itself
         while True:
             now, txc = _counters(rx, "vrx"), _counters(tx, "vtx")
-            if now["rx"] - before["rx"] + txc["tx_drop"] >= FRAMES:
+            if now["rx"] - before["rx"] + txc["tx_drop"] >= sent:
                 break
             assert time.monotonic() < deadline, (now, txc)
             time.sleep(0.05)
         wire = now["rx"] + now["tx"] - before["rx"] - before["tx"]
-        assert wire > FRAMES // 2, (wire, txc)
+        assert wire > sent // 2, (wire, txc)
         gate.set()
         # let flowdet drain what the capture path held, then stop (SIGTERM to dumpcap)
         last = -1

@@ -247,7 +247,17 @@ def _run_live(
         sinks.command = AlertCommand(on_alert, timeout=on_alert_timeout)
     if alert_pcap:
         sinks.pcaps = AlertPcaps(alert_pcap, ring_bytes=alert_pcap_ring << 20)
-    loop = LiveLoop(source, pipe, sinks, tick=tick, status_every=status_interval, duration=duration)
+    loop = LiveLoop(
+        source,
+        pipe,
+        sinks,
+        tick=tick,
+        status_every=status_interval,
+        duration=duration,
+        # live: wait up to 50 ms for a few thousand packets before scoring (cheaper per
+        # packet); a replay is paced by the file, or fills the queue at full speed anyway
+        linger=0.05 if ifaces else 0.0,
+    )
     try:
         rc = loop.run()
     finally:

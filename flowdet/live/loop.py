@@ -29,6 +29,7 @@ import numpy as np
 from flowdet.capture import open_capture
 from flowdet.capture.batch import PacketBatch
 from flowdet.errors import FlowdetError
+from flowdet.live.coalesce import join_batches
 from flowdet.live.dumpcap import DumpcapCapture, proc_net_dev_drops
 from flowdet.live.events import LiveEvent, LivePipeline, live_record
 from flowdet.live.sinks import AlertCommand, AlertPcaps
@@ -37,6 +38,8 @@ NS = 1_000_000_000
 _EOF = object()
 # Most packets scored in one call when batches queue up behind a slow scoring call.
 COALESCE_PACKETS = 131_072
+# Below this many packets, the loop waits up to `linger` seconds for more before scoring.
+LINGER_PACKETS = 4096
 
 
 @contextlib.contextmanager
@@ -233,7 +236,8 @@ class LiveStats:
     packets: int = 0  # scored (handed to the pipeline)
     read: int = 0  # decoded by the reader thread, scored or still queued
     reader_waited: float = 0.0  # seconds the reader waited on a full queue (scoring behind)
-    batches: int = 0
+    batches: int = 0  # from the reader
+    scoring_calls: int = 0  # batches joined and scored together count once
     ticks: int = 0
     records_written: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -260,11 +264,13 @@ class LiveLoop:
         duration: float | None = None,
         err: TextIO | None = None,
         queue_batches: int = 16,
+        linger: float = 0.0,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.source, self.pipe, self.sinks = source, pipe, sinks
         self.tick, self.status_every, self.duration = tick, status_every, duration
+        self.linger = linger
         self.err = err or sys.stderr
         self.stats = LiveStats()
         self.on_record = on_record
@@ -306,7 +312,7 @@ class LiveLoop:
                 # the pipe, dumpcap blocks, and its kernel buffer fills up until the kernel
                 # drops packets. The wait is counted (status line, summary): it is the
                 # running sign of overload, dumpcap's exact drop count only comes at exit.
-                waited_from = time.monotonic()
+                self.waiting_since = waited_from = time.monotonic()
                 while True:  # a bounded put that still notices a stop request
                     try:
                         self._q.put(b, timeout=0.2)
@@ -315,6 +321,7 @@ class LiveLoop:
                         if self._stop.is_set() and self._reader_abandon:
                             return
                 self.stats.reader_waited += time.monotonic() - waited_from
+                self.waiting_since = None
         except BaseException as exc:  # handed to the main thread, which decides
             self._reader_error = exc
         finally:
@@ -402,25 +409,36 @@ class LiveLoop:
 
     def _batches(self, first: PacketBatch) -> bool:
         """Score `first` together with the batches already waiting behind it (up to
-        COALESCE_PACKETS): one scoring call for a backlog instead of one per batch.
+        COALESCE_PACKETS), joined into one batch: one flow-table and scoring call for a
+        backlog instead of one per batch (flowdet.live.coalesce says why). When little
+        is waiting, wait up to `linger` seconds for more: a pipe read holds a few hundred
+        packets at moderate rates, which would cost several times the CPU per packet.
         True when the end of the stream was among them."""
         batches, n, eof = [first], len(first), False
+        linger_until = time.monotonic() + self.linger
         while n < COALESCE_PACKETS:
             try:
                 item = self._q.get_nowait()
             except queue.Empty:
-                break
+                wait = linger_until - time.monotonic()
+                if n >= LINGER_PACKETS or wait <= 0 or self._stop.is_set():
+                    break
+                try:
+                    item = self._q.get(timeout=wait)
+                except queue.Empty:
+                    break
             if item is _EOF:
                 eof = True
                 break
             batches.append(item)
             n += len(item)
+        batch = join_batches(batches)
         self.stats.packets += n
         self.stats.batches += len(batches)
+        self.stats.scoring_calls += 1
         if self.sinks.pcaps is not None:
-            for b in batches:
-                self.sinks.pcaps.packets(b)
-        self._emit(self.pipe.feed_many(batches))
+            self.sinks.pcaps.packets(batch)
+        self._emit(self.pipe.feed_events(batch))
         return eof
 
     def _tick(self) -> None:
@@ -471,8 +489,10 @@ class LiveLoop:
 
     def _behind(self, interval: float) -> str:
         """The back-pressure of the last interval, in words, or "" when there was none."""
-        waited = self.stats.reader_waited - self._waited_reported
-        self._waited_reported = self.stats.reader_waited
+        since = self.waiting_since  # the reader is waiting right now
+        total = self.stats.reader_waited + (time.monotonic() - since if since else 0.0)
+        waited = total - self._waited_reported
+        self._waited_reported = total
         if waited <= 0.0:
             return ""
         share = min(1.0, waited / max(interval, 1e-9))
@@ -483,6 +503,7 @@ class LiveLoop:
         )
 
     _waited_reported = 0.0
+    waiting_since: float | None = None  # set by the reader while it waits on a full queue
 
     def _overload_summary(self) -> list[str]:
         """Packets lost to overload, said loudly: a detector that missed traffic must say so."""
@@ -494,9 +515,9 @@ class LiveLoop:
                 f"WARNING: {dropped:,} packets ({dropped / seen:.2%} of {seen:,}) were dropped "
                 "before flowdet saw them; their flows were scored without them or not at all"
             )
-        if self.stats.reader_waited >= 0.05:
+        if self.stats.reader_waited > 0.0:
             out.append(
-                f"scoring was behind the capture for {self.stats.reader_waited:.1f} s "
+                f"scoring was behind the capture for {self.stats.reader_waited:.2f} s "
                 "in total (the capture reader waited on a full queue)"
             )
         return out
@@ -512,6 +533,10 @@ class LiveLoop:
         ]
         if ps.retracted:
             lines.append(f"{ps.retracted:,} early alerts not confirmed by the full flow")
+        lines.append(
+            f"{st.batches:,} capture batches scored in {st.scoring_calls:,} calls "
+            f"(batches waiting together are joined)"
+        )
         lines.extend(self.source.summary())
         lines.extend(self._overload_summary())
         cmd = self.sinks.command
