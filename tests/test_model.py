@@ -198,6 +198,7 @@ def test_cv_grouping_leaks_nothing() -> None:
 
 def test_weights_balance_flows_groups_and_classes() -> None:
     ds = _synthetic_dataset()
+    ds.X[:, FEATURE_NAMES.index("sig_ssh_banner")] = 0.0  # no SSH: classes balanced alone
     ds.flows[0]["group"] = "solo"  # a group of one flow
     w = ds.weights()
     per_flow = np.bincount(ds.flow, weights=w)
@@ -211,6 +212,30 @@ def test_weights_balance_flows_groups_and_classes() -> None:
     assert per_flow[same[0]] == pytest.approx(per_flow[0] / np.sqrt(4), rel=1e-9)
     totals = [w[ds.y == c].sum() for c in CLASSES]
     assert np.allclose(totals, totals[0])
+
+
+def test_benign_ssh_flows_weigh_at_least_a_share_of_the_tunnel_class() -> None:
+    from flowdet.dataset import BENIGN_SSH_SHARE
+
+    ds = _synthetic_dataset()
+    banner = FEATURE_NAMES.index("sig_ssh_banner")
+    ds.X[:, banner] = 0.0
+    plain = ds.weights()
+    benign_flows = np.flatnonzero(ds.flow_labels == "benign")
+    ssh_flows = benign_flows[:2]  # two benign flows are SSH (their final record says so)
+    last = np.array([np.flatnonzero(ds.flow == k)[-1] for k in ssh_flows])
+    ds.X[last, banner] = 1.0
+    w = ds.weights()
+    ssh_rows = np.isin(ds.flow, ssh_flows)
+    tunnel = w[ds.y == "ssh-tunnel"].sum()
+    assert w[ssh_rows].sum() == pytest.approx(BENIGN_SSH_SHARE * tunnel, rel=1e-9)
+    assert w[ssh_rows].sum() > plain[ssh_rows].sum()
+    # within those flows the proportions stay; everything else is unchanged
+    assert np.allclose(w[ssh_rows] / plain[ssh_rows], w[ssh_rows][0] / plain[ssh_rows][0])
+    assert np.array_equal(w[~ssh_rows], plain[~ssh_rows])
+    # already as heavy as the tunnel class (every benign flow is SSH): never lowered
+    ds.X[np.isin(ds.flow, benign_flows), banner] = 1.0
+    assert np.allclose(ds.weights(), plain, rtol=1e-12)
 
 
 def test_short_tunnel_prefixes_are_not_fitted() -> None:
