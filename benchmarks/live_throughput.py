@@ -375,7 +375,9 @@ class Step:
     veth_drops: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)  # the receiver's own final counts
     processed_at_send_end: int | None = None
-    lag_packets: int | None = None  # wire - processed when the sender stopped
+    # packets captured but not yet processed when the sender stopped (wire - processed -
+    # dropped: dropped ones will never be processed, they are counted as drops)
+    lag_packets: int | None = None
     lag_seconds: float | None = None
     processed_pps: float | None = None  # over the sending window
     drain_seconds: float | None = None  # after the sender stopped, until caught up
@@ -470,6 +472,9 @@ def one_step(
     st.wire = c9["vrx_rx_packets"] - c0["vrx_rx_packets"]
     st.veth_drops = {k: c9[k] - c0[k] for k in c9 if k.endswith("_drop")}
     st.final = rx.final()
+    if st.lag_packets is not None:
+        st.lag_packets = max(0, st.lag_packets - (st.final.get("dropped") or 0))
+        st.lag_seconds = round(st.lag_packets / max(st.offered_pps, 1.0), 2)
     st.kept_up, st.why_not = _verdict(st)
     return st
 

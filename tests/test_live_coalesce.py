@@ -11,7 +11,7 @@ from test_live_events import T0, Scripted, _batches, _featurize, _flow, _run, _s
 from flowdet.capture.batch import PacketBatch
 from flowdet.live.coalesce import join_batches
 from flowdet.live.events import LivePipeline
-from flowdet.live.loop import LiveLoop, LiveSource, Sinks
+from flowdet.live.loop import LiveLoop, LiveSource, Sinks, _groups
 from flowdet.live.sinks import JsonlLiveSink
 
 
@@ -77,3 +77,10 @@ def test_the_loop_scores_waiting_batches_in_one_call() -> None:
     got = sorted((r["src_port"], r["alert_event"], r["label"]) for r in records)
     want = sorted((port, ev, label) for port, ev, _, label, _ in _summary(_run(pieces=1)))
     assert got == want
+
+
+def test_small_batches_are_grouped_large_ones_left_alone() -> None:
+    sizes = [5000, 100, 100, 5000, 10]
+    batches = [PacketBatch.empty(n) for n in sizes]
+    groups = [[len(b) for b in g] for g in _groups(batches, 4096)]
+    assert groups == [[5000], [100, 100, 5000], [10]]

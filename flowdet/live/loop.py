@@ -231,6 +231,21 @@ class ReplaySource(LiveSource):
         return f"replaying {self.name} {pace}"
 
 
+def _groups(batches: list[PacketBatch], at_least: int) -> Iterator[list[PacketBatch]]:
+    """Consecutive runs of `batches` of at least `at_least` packets (the last may have
+    fewer): small batches are joined, a batch that is large on its own is not copied."""
+    group: list[PacketBatch] = []
+    n = 0
+    for b in batches:
+        group.append(b)
+        n += len(b)
+        if n >= at_least:
+            yield group
+            group, n = [], 0
+    if group:
+        yield group
+
+
 @dataclass(slots=True)
 class LiveStats:
     packets: int = 0  # scored (handed to the pipeline)
@@ -409,8 +424,9 @@ class LiveLoop:
 
     def _batches(self, first: PacketBatch) -> bool:
         """Score `first` together with the batches already waiting behind it (up to
-        COALESCE_PACKETS), joined into one batch: one flow-table and scoring call for a
-        backlog instead of one per batch (flowdet.live.coalesce says why). When little
+        COALESCE_PACKETS), small ones joined into runs of at least LINGER_PACKETS: one
+        flow-table and scoring call per run instead of one per batch (flowdet.live.coalesce
+        says why), without copying batches that are large on their own. When little
         is waiting, wait up to `linger` seconds for more: a pipe read holds a few hundred
         packets at moderate rates, which would cost several times the CPU per packet.
         True when the end of the stream was among them."""
@@ -432,13 +448,14 @@ class LiveLoop:
                 break
             batches.append(item)
             n += len(item)
-        batch = join_batches(batches)
         self.stats.packets += n
         self.stats.batches += len(batches)
-        self.stats.scoring_calls += 1
-        if self.sinks.pcaps is not None:
-            self.sinks.pcaps.packets(batch)
-        self._emit(self.pipe.feed_events(batch))
+        for group in _groups(batches, LINGER_PACKETS):
+            batch = join_batches(group)
+            self.stats.scoring_calls += 1
+            if self.sinks.pcaps is not None:
+                self.sinks.pcaps.packets(batch)
+            self._emit(self.pipe.feed_events(batch))
         return eof
 
     def _tick(self) -> None:
