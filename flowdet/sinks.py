@@ -121,6 +121,9 @@ class CsvFlowSink:
         self.out.flush()
 
 
+_CSV_KINDS = {f.name: str(f.type) for f in fields(FlowRecord)}
+
+
 def _csv_text(block: FlowBlock) -> memoryview | None:
     """The CSV rows of a block as ASCII bytes, or None when csv.writer must do them."""
     from flowdet.flows import textkernel as TK
@@ -136,7 +139,18 @@ def _csv_text(block: FlowBlock) -> memoryview | None:
     text_lens: list[np.ndarray] = []
     for j, name in enumerate(CSV_FIELDS):
         v = cols[name]
-        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
+        kind = _CSV_KINDS[name]
+        if kind == "str":  # lists of str by construction (FlowBlock.column_arrays)
+            joined = "".join(v)
+            if any(c in joined for c in _CSV_SPECIAL):
+                return None
+            kinds[j], src[j] = TK.K_TEXT, len(texts)
+            texts.append(joined)
+            text_lens.append(np.fromiter(map(len, v), np.int64, n))
+        elif kind == "int | None":
+            kinds[j], src[j] = TK.K_INT_NULL, len(int_cols)
+            int_cols.append(np.array([TK.NULL_INT if x is None else x for x in v], np.int64))
+        elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
             if name in NS_FIELDS:
                 if v.size and int(np.abs(v).max()) >= TK.NS_EXACT_LIMIT:
                     kinds[j], src[j] = TK.K_FLOAT, len(float_cols)
@@ -150,16 +164,6 @@ def _csv_text(block: FlowBlock) -> memoryview | None:
         elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f":
             kinds[j], src[j] = TK.K_FLOAT, len(float_cols)
             float_cols.append(v)
-        elif isinstance(v, list) and all(type(x) is str for x in v):
-            joined = "".join(v)
-            if any(c in joined for c in _CSV_SPECIAL):
-                return None
-            kinds[j], src[j] = TK.K_TEXT, len(texts)
-            texts.append(joined)
-            text_lens.append(np.fromiter(map(len, v), np.int64, n))
-        elif isinstance(v, list) and all(x is None or type(x) is int for x in v):
-            kinds[j], src[j] = TK.K_INT_NULL, len(int_cols)
-            int_cols.append(np.array([TK.NULL_INT if x is None else x for x in v], np.int64))
         else:
             return None
     try:

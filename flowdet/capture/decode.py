@@ -85,7 +85,7 @@ def _be64(d: np.ndarray, p: int) -> np.uint64:
     return (np.uint64(_be32(d, p)) << np.uint64(32)) | np.uint64(_be32(d, p + 4))
 
 
-@compiled
+@compiled(inline="always")
 def _ethertype_chain(
     d: np.ndarray, b: int, cap: int, et: int, off: int
 ) -> tuple[int, int, int, int]:
@@ -169,7 +169,7 @@ def _ethertype_chain(
     return _MALF, 0, 0, -1
 
 
-@compiled
+@compiled(inline="always")
 def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int, int]:
     """PPP with optional HDLC address/control and protocol-field compression."""
     if off + 2 <= cap and d[b + off] == 0xFF and d[b + off + 1] == 0x03:
@@ -191,7 +191,7 @@ def _ppp(d: np.ndarray, b: int, cap: int, off: int) -> tuple[int, int, int, int]
     return _NON_IP, 0, 0, -1
 
 
-@compiled
+@compiled(inline="always")
 def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]:
     """Strip the link layer: (status, l3 offset, IP version or 0 = from the nibble, limit)."""
     if lt == 1:
@@ -243,7 +243,7 @@ def _link(d: np.ndarray, b: int, cap: int, lt: int) -> tuple[int, int, int, int]
     return _UNSUP, 0, 0, -1
 
 
-@compiled
+@compiled(inline="always")
 def _outer_vlan(d: np.ndarray, b: int, cap: int, lt: int) -> int:
     """VLAN id of the first 802.1Q/802.1ad tag right after the link header, else 0."""
     if lt == 1:  # Ethernet: ethertype at 12, tag control at 14

@@ -167,24 +167,36 @@ def _new_segment(S, G, sl):
     _init_mins(row)
 
 
-@compiled
+@compiled(inline="always")
 def _emit(st, out, ctr, sl, reason, ck):
     KEY, S, G, SEQM, SEQI, POOL, _ = st
     OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK = out
     o = ctr[C_OUT_N]
     ctr[C_OUT_N] = o + 1
-    OKEY[o, :] = KEY[sl, :]
-    OS[o, :] = S[sl, :]
-    OG[o, :] = G[sl, :]
-    OSEQM[o, :] = SEQM[sl, :]
-    OSEQI[o, :] = SEQI[sl, :]
+    # element loops, not row slices: a slice is an array view, whose reference counting
+    # costs more than the copy of these short rows
+    pay_bytes = OPAY.shape[1] // 2
     pr = S[sl, PAY_ROW]
-    if pr >= 0:
-        pay_bytes = POOL.shape[1] // 2
-        for d in range(2):
-            n = S[sl, PAY_USED + d]
-            base = d * pay_bytes
-            OPAY[o, base : base + n] = POOL[pr, base : base + n]
+    for d in range(2):
+        # what the record emitted earlier into this output row left of its payload (its
+        # PAY_USED is still in OS): zeroed beyond this record's, so no block carries another
+        # flow's bytes without zeroing whole rows
+        before = OS[o, PAY_USED + d]
+        n = S[sl, PAY_USED + d] if pr >= 0 else 0
+        base = d * pay_bytes
+        for k in range(n):
+            OPAY[o, base + k] = POOL[pr, base + k]
+        for k in range(n, before):
+            OPAY[o, base + k] = 0
+    for c in range(KEY.shape[1]):
+        OKEY[o, c] = KEY[sl, c]
+    for c in range(S.shape[1]):
+        OS[o, c] = S[sl, c]
+    for c in range(G.shape[1]):
+        OG[o, c] = G[sl, c]
+    for c in range(SEQM.shape[1]):
+        OSEQM[o, c] = SEQM[sl, c]
+        OSEQI[o, c] = SEQI[sl, c]
     OREA[o] = reason
     OCK[o] = ck
 
@@ -349,154 +361,153 @@ def process(
             continue
         if ctr[C_OUT_N] + max_emit > out_cap:
             return k
-        row = S[sl]
         pl = np.int64(pay_len[i])
-        if pl > 0 and row[PAY_ROW] < 0 and ctr[C_POOL_TOP] == 0:
+        if pl > 0 and S[sl, PAY_ROW] < 0 and ctr[C_POOL_TOP] == 0:
             return k
         t = ts[i]
         f = np.int64(flags[i])
         is_tcp = proto[i] == 6
-        if row[INIT_A] >= 0:
+        if S[sl, INIT_A] >= 0:
             # an existing flow: what is due by now, and does this packet start a new flow?
             # (the common case, an open flow with nothing due, skips the call)
             ended = False
             if (
-                row[CLOSE_TS] >= 0
+                S[sl, CLOSE_TS] >= 0
                 or n_ck_s > 0
-                or t - row[LAST] > (idle_tcp if is_tcp else idle_other)
-                or t >= row[START] + active
+                or t - S[sl, LAST] > (idle_tcp if is_tcp else idle_other)
+                or t >= S[sl, START] + active
             ):
                 ended = _advance(st, out, ctr, sl, t, cfg, ck_secs, n_ck_p)
             pure_syn = is_tcp and (f & 0x12) == 0x02
-            if not ended and pure_syn and 0 <= row[CLOSE_TS] < t:
+            if not ended and pure_syn and 0 <= S[sl, CLOSE_TS] < t:
                 # a new SYN after FIN/RST: port reuse, a new flow even inside the linger
-                if row[NPK] > 0:
-                    _emit(st, out, ctr, sl, _end_reason(row), -1)
+                if S[sl, NPK] > 0:
+                    _emit(st, out, ctr, sl, R_RST if S[sl, RST_SEEN] != 0 else R_FIN, -1)
                 ended = True
             if ended:
                 new_flow(S, G, sl)
         src_a = np.int64(1) if a_side[i] else np.int64(0)
-        if row[INIT_A] < 0:
+        if S[sl, INIT_A] < 0:
             # orientation: a pure SYN's sender initiates, a SYN-ACK's receiver initiates,
             # otherwise the sender of the first packet
             if is_tcp and (f & 0x12) == 0x12:
-                row[INIT_A] = 1 - src_a
-                row[FIRST_FROM_INIT] = 0
+                S[sl, INIT_A] = 1 - src_a
+                S[sl, FIRST_FROM_INIT] = 0
             else:
-                row[INIT_A] = src_a
-                row[FIRST_FROM_INIT] = 1
+                S[sl, INIT_A] = src_a
+                S[sl, FIRST_FROM_INIT] = 1
             # ids in order of first packets: independent of how input is cut into batches
-            row[FLOW_ID] = ctr[C_NEXT_ID]
+            S[sl, FLOW_ID] = ctr[C_NEXT_ID]
             ctr[C_NEXT_ID] += 1
-            row[IPVER] = ipver[i]
-            row[FIRST_SPORT] = sport[i]
-            row[FIRST_DPORT] = dport[i]
-        d = 0 if src_a == row[INIT_A] else 1
+            S[sl, IPVER] = ipver[i]
+            S[sl, FIRST_SPORT] = sport[i]
+            S[sl, FIRST_DPORT] = dport[i]
+        d = 0 if src_a == S[sl, INIT_A] else 1
         if is_tcp and (f & 0x12) == 0x02:
-            if d == 1 and row[SYN_SEEN] == 0 and row[CLOSE_TS] < 0:
+            if d == 1 and S[sl, SYN_SEEN] == 0 and S[sl, CLOSE_TS] < 0:
                 _flip(S, G, SEQM, POOL, sl)
                 d = 0
-            row[SYN_SEEN] = 1
-        npk = row[NPK]
+            S[sl, SYN_SEEN] = 1
+        npk = S[sl, NPK]
         if npk == 0:
-            row[START] = t
-            row[LAST] = t
+            S[sl, START] = t
+            S[sl, LAST] = t
             iat = np.int64(0)
         else:
-            iat = t - row[LAST]
+            iat = t - S[sl, LAST]
             if iat < 0:
-                row[OOO] += 1
+                S[sl, OOO] += 1
                 iat = np.int64(0)
             if iat > gap:
-                row[IDLE_GAPS] += 1
-                row[BURSTS + d] += 1
-            if iat > row[MAX_GAP]:
-                row[MAX_GAP] = iat
-            if iat < row[IAT_MIN_ALL]:
-                row[IAT_MIN_ALL] = iat
-            if iat > row[IAT_MAX_ALL]:
-                row[IAT_MAX_ALL] = iat
+                S[sl, IDLE_GAPS] += 1
+                S[sl, BURSTS + d] += 1
+            if iat > S[sl, MAX_GAP]:
+                S[sl, MAX_GAP] = iat
+            if iat < S[sl, IAT_MIN_ALL]:
+                S[sl, IAT_MIN_ALL] = iat
+            if iat > S[sl, IAT_MAX_ALL]:
+                S[sl, IAT_MAX_ALL] = iat
             _welford(G, sl, IAT_MEAN_ALL, IAT_M2_ALL, npk, float(iat))
-            if t > row[LAST]:
-                row[LAST] = t
+            if t > S[sl, LAST]:
+                S[sl, LAST] = t
         # per-direction timing
-        pk_d = row[PKTS + d]
+        pk_d = S[sl, PKTS + d]
         if pk_d > 0:
-            iat_d = t - row[LAST_TS + d]
+            iat_d = t - S[sl, LAST_TS + d]
             if iat_d < 0:
                 iat_d = np.int64(0)
-            if iat_d < row[IAT_MIN + d]:
-                row[IAT_MIN + d] = iat_d
-            if iat_d > row[IAT_MAX + d]:
-                row[IAT_MAX + d] = iat_d
+            if iat_d < S[sl, IAT_MIN + d]:
+                S[sl, IAT_MIN + d] = iat_d
+            if iat_d > S[sl, IAT_MAX + d]:
+                S[sl, IAT_MAX + d] = iat_d
             _welford(G, sl, IAT_MEAN + d, IAT_M2 + d, pk_d, float(iat_d))
-        if pk_d == 0 or t > row[LAST_TS + d]:
-            row[LAST_TS + d] = t
+        if pk_d == 0 or t > S[sl, LAST_TS + d]:
+            S[sl, LAST_TS + d] = t
         size = np.int64(ip_len[i])
-        if size < row[SIZE_MIN + d]:
-            row[SIZE_MIN + d] = size
-        if size > row[SIZE_MAX + d]:
-            row[SIZE_MAX + d] = size
+        if size < S[sl, SIZE_MIN + d]:
+            S[sl, SIZE_MIN + d] = size
+        if size > S[sl, SIZE_MAX + d]:
+            S[sl, SIZE_MAX + d] = size
         _welford(G, sl, SIZE_MEAN + d, SIZE_M2 + d, pk_d + 1, float(size))
-        row[PKTS + d] = pk_d + 1
-        row[BYTES + d] += np.int64(wirelen[i])
-        row[IPBYTES + d] += size
-        row[PBYTES + d] += pl
+        S[sl, PKTS + d] = pk_d + 1
+        S[sl, BYTES + d] += np.int64(wirelen[i])
+        S[sl, IPBYTES + d] += size
+        S[sl, PBYTES + d] += pl
         if pl > 0:
-            pp = row[PPKTS + d]
+            pp = S[sl, PPKTS + d]
             if pp > 0:
-                piat = t - row[LAST_PTS + d]
+                piat = t - S[sl, LAST_PTS + d]
                 if piat < 0:
                     piat = np.int64(0)
-                if piat < row[PIAT_MIN + d]:
-                    row[PIAT_MIN + d] = piat
-                if piat > row[PIAT_MAX + d]:
-                    row[PIAT_MAX + d] = piat
-                row[PIAT_N + d] += 1
-                _welford(G, sl, PIAT_MEAN + d, PIAT_M2 + d, row[PIAT_N + d], float(piat))
-            if pp == 0 or t > row[LAST_PTS + d]:
-                row[LAST_PTS + d] = t
-            row[PPKTS + d] = pp + 1
+                if piat < S[sl, PIAT_MIN + d]:
+                    S[sl, PIAT_MIN + d] = piat
+                if piat > S[sl, PIAT_MAX + d]:
+                    S[sl, PIAT_MAX + d] = piat
+                S[sl, PIAT_N + d] += 1
+                _welford(G, sl, PIAT_MEAN + d, PIAT_M2 + d, S[sl, PIAT_N + d], float(piat))
+            if pp == 0 or t > S[sl, LAST_PTS + d]:
+                S[sl, LAST_PTS + d] = t
+            S[sl, PPKTS + d] = pp + 1
             b = 0
             v = pl
             while v > 1 and b < HIST_BINS - 1:
                 v >>= 1
                 b += 1
-            row[HIST + d * HIST_BINS + b] += 1
+            S[sl, HIST + d * HIST_BINS + b] += 1
             # payload prefix, message by message
-            pn = row[PAY_N + d]
-            used = row[PAY_USED + d]
+            pn = S[sl, PAY_N + d]
+            used = S[sl, PAY_USED + d]
             if pn < PAY_MSGS and used < pay_bytes:
                 seq = np.int64(tcp_seq[i])
-                if not (is_tcp and pn > 0 and seq == row[PAY_SEQ + d]):
-                    if row[PAY_ROW] < 0:
+                if not (is_tcp and pn > 0 and seq == S[sl, PAY_SEQ + d]):
+                    if S[sl, PAY_ROW] < 0:
                         ctr[C_POOL_TOP] -= 1
-                        row[PAY_ROW] = pool_free[ctr[C_POOL_TOP]]
+                        S[sl, PAY_ROW] = pool_free[ctr[C_POOL_TOP]]
                     po = np.int64(pay_off[i])
                     m = min(pl, np.int64(caplen[i]) - po, pay_bytes - used)
                     if m < 0:
                         m = 0
                     src = rec_off[i] + po
                     dst = d * pay_bytes + used
-                    POOL[row[PAY_ROW], dst : dst + m] = data[src : src + m]
-                    row[PAY_LEN + d * PAY_MSGS + pn] = m
-                    row[PAY_N + d] = pn + 1
-                    row[PAY_USED + d] = used + m
-                    row[PAY_SEQ + d] = seq
+                    POOL[S[sl, PAY_ROW], dst : dst + m] = data[src : src + m]
+                    S[sl, PAY_LEN + d * PAY_MSGS + pn] = m
+                    S[sl, PAY_N + d] = pn + 1
+                    S[sl, PAY_USED + d] = used + m
+                    S[sl, PAY_SEQ + d] = seq
         elif is_tcp and (f & 0x10) != 0 and (f & 0x07) == 0:
-            row[BARE_ACK + d] += 1
+            S[sl, BARE_ACK + d] += 1
         if is_tcp:
             for bit in range(8):
                 if (f >> bit) & 1:
-                    row[FLAGS + d * 8 + bit] += 1
+                    S[sl, FLAGS + d * 8 + bit] += 1
             if f & 0x01:
-                row[FIN_SEEN + d] = 1
+                S[sl, FIN_SEEN + d] = 1
             if f & 0x04:
-                row[RST_SEEN] = 1
-            if row[CLOSE_TS] < 0 and (
-                (f & 0x04) != 0 or (row[FIN_SEEN] != 0 and row[FIN_SEEN + 1] != 0)
+                S[sl, RST_SEEN] = 1
+            if S[sl, CLOSE_TS] < 0 and (
+                (f & 0x04) != 0 or (S[sl, FIN_SEEN] != 0 and S[sl, FIN_SEEN + 1] != 0)
             ):
-                row[CLOSE_TS] = t
+                S[sl, CLOSE_TS] = t
         plc = pl if pl < SEQ_LEN_MASK else SEQ_LEN_MASK
         meta = plc | ((f & 0xFF) << SEQ_FLAGS_SHIFT) | (d << SEQ_DIR_SHIFT)
         if npk < SEQ_N:
@@ -506,8 +517,8 @@ def process(
         SEQM[sl, r] = meta
         SEQI[sl, r] = iat
         npk += 1
-        row[NPK] = npk
-        row_uid[i] = row[FLOW_ID]
+        S[sl, NPK] = npk
+        row_uid[i] = S[sl, FLOW_ID]
         row_dir[i] = d
         for j in range(n_ck_p):
             if npk == ck_pkts[j]:

@@ -211,14 +211,15 @@ def _ip_str(ver: int, hi: int, lo: int) -> str:
 
 def _ip_strs(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
     """_ip_str of every row, formatting each distinct address once (flows share hosts)."""
-    seen: dict[tuple[int, int, int], str] = {}
-    out = []
-    for k in zip(ver.tolist(), hi.tolist(), lo.tolist(), strict=True):
-        text = seen.get(k)
-        if text is None:
-            text = seen[k] = _ip_str(*k)
-        out.append(text)
-    return out
+    n = ver.shape[0]
+    if n == 0:
+        return []
+    rows = np.empty((n, 3), dtype=np.uint64)
+    rows[:, 0], rows[:, 1], rows[:, 2] = ver, hi, lo
+    uniq, inv = np.unique(rows.view(np.dtype((np.void, 24))).ravel(), return_inverse=True)
+    keys = uniq.view(np.uint64).reshape(-1, 3).tolist()
+    texts = np.array([_ip_str(v, h, lo_) for v, h, lo_ in keys], dtype=object)
+    return texts[inv.reshape(-1)].tolist()
 
 
 def _iso(ns: np.ndarray) -> list[str]:

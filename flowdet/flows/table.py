@@ -165,9 +165,8 @@ class FlowTable:
             self._OCK[:n].copy(),
             self.checkpoint_names,
         )
-        # stale payload bytes beyond each record's used length are never read, but zero the
-        # used rows so a block never carries another flow's bytes
-        self._OPAY[:n] = 0
+        # payload bytes beyond each record's used length are zero: _emit clears what the
+        # previous record of the same output row left there
         self._ctr[K.C_OUT_N] = 0
         for r, c in zip(*np.unique(blk.reason, return_counts=True), strict=True):
             name = L.REASON_NAMES[int(r)]

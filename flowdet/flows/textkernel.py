@@ -141,15 +141,15 @@ def format_csv(kinds, src, ints, fidx, tstart, tlen, tbuf, dstart, dlen, dbuf, o
                     o = _put_int(out, o, v)
             elif k == K_TEXT:
                 a = tstart[i, c]
-                ln = tlen[i, c]
-                out[o : o + ln] = tbuf[a : a + ln]
-                o += ln
+                for q in range(tlen[i, c]):  # not a slice copy: views cost refcounting
+                    out[o] = tbuf[a + q]
+                    o += 1
             elif k == K_FLOAT:
                 d = fidx[i, c]
                 a = dstart[d]
-                ln = dlen[d]
-                out[o : o + ln] = dbuf[a : a + ln]
-                o += ln
+                for q in range(dlen[d]):
+                    out[o] = dbuf[a + q]
+                    o += 1
             else:
                 o = _put_ns(out, o, ints[i, c])
             out[o] = 10 if j == m - 1 else 44
