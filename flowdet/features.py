@@ -279,8 +279,13 @@ def ssh_keystroke_columns(sigs: Sequence[SignatureResult]) -> np.ndarray:
     Unknown algorithms fall back to OpenSSH's default cipher."""
     out = np.zeros((len(sigs), 3 + N_KS2), dtype=np.float64)
     banner = SIGNATURE_FEATURES.index("sig_ssh_banner")
+    done: dict[int, int] = {}  # id(sig) -> row: records often share one result object
     for i, sig in enumerate(sigs):
         if sig.features[banner] <= 0:
+            continue
+        j = done.setdefault(id(sig), i)
+        if j != i:
+            out[i] = out[j]
             continue
         algs = negotiated_algorithms(sig)
         known = algs is not None
@@ -308,9 +313,8 @@ def post_auth_features(seqs: Sequence[dict[str, list]], is_ssh: np.ndarray) -> n
     the success size, minimal-size server replies among the next 6 payload packets.
     """
     out = np.zeros((len(seqs), 4))
-    for i, sq in enumerate(seqs):
-        if not is_ssh[i]:
-            continue
+    for i in np.flatnonzero(is_ssh).tolist():
+        sq = seqs[i]
         pay = [(d, n) for d, n in zip(sq["dir"], sq["len"], strict=False) if n > 0]
         k = None
         for j in range(6, len(pay)):

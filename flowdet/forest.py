@@ -234,49 +234,65 @@ class Forest:
         )
 
     def to_arrays(self) -> dict[str, Any]:
-        """The bundle's "forest" entry: plain Python values and numpy arrays only."""
+        """The bundle's "forest" entry: plain Python values only, each array as its dtype,
+        shape and raw little-endian bytes (`packed`), so reading a model file needs
+        neither joblib's numpy unpickler nor any class of ours or of scikit-learn."""
         return {
             "kind": KIND,
             "classes": list(self.classes),
-            "baseline": self.baseline,
             "learning_rate": self.learning_rate,
             "n_features": self.n_features,
-            "roots": self.roots,
-            "tree_class": self.tree_class,
-            "feature": self.feature,
-            "threshold": self.threshold,
-            "missing_left": self.missing_left,
-            "left": self.left,
-            "right": self.right,
-            "is_leaf": self.is_leaf,
-            "value": self.value,
+            **{name: packed(getattr(self, name), dt) for name, dt in _ARRAYS.items()},
         }
 
     @classmethod
     def from_arrays(cls, d: Any) -> Forest:
-        """Inverse of `to_arrays`; ModelError when an entry is missing or of the wrong kind."""
+        """Inverse of `to_arrays` (numpy arrays are accepted too); ModelError when an entry
+        is missing, malformed or of the wrong kind."""
         if not isinstance(d, dict) or d.get("kind") != KIND:
             raise ModelError("the bundle's forest is missing or of an unknown kind")
         try:
+            arrays = {name: unpacked(d[name], dt) for name, dt in _ARRAYS.items()}
             return cls(
                 classes=tuple(str(c) for c in d["classes"]),
-                baseline=np.asarray(d["baseline"], dtype=np.float64).reshape(-1),
                 learning_rate=float(d["learning_rate"]),
-                roots=np.asarray(d["roots"], dtype=np.int32),
-                tree_class=np.asarray(d["tree_class"], dtype=np.int32),
-                feature=np.asarray(d["feature"], dtype=np.int32),
-                threshold=np.asarray(d["threshold"], dtype=np.float64),
-                missing_left=np.asarray(d["missing_left"], dtype=bool),
-                left=np.asarray(d["left"], dtype=np.int32),
-                right=np.asarray(d["right"], dtype=np.int32),
-                is_leaf=np.asarray(d["is_leaf"], dtype=bool),
-                value=np.asarray(d["value"], dtype=np.float64),
                 n_features=int(d["n_features"]),
+                **arrays,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(
                 f"the bundle's forest is incomplete ({type(exc).__name__}: {exc})"
             ) from None
+
+
+# Forest's array fields and their stored dtypes.
+_ARRAYS: dict[str, str] = {
+    "baseline": "<f8",
+    "roots": "<i4",
+    "tree_class": "<i4",
+    "feature": "<i4",
+    "threshold": "<f8",
+    "missing_left": "|b1",
+    "left": "<i4",
+    "right": "<i4",
+    "is_leaf": "|b1",
+    "value": "<f8",
+}
+
+
+def packed(a: np.ndarray, dtype: str) -> dict[str, Any]:
+    """An array as plain Python values: {"dtype", "shape", "data" (raw bytes)}."""
+    a = np.ascontiguousarray(a, dtype=np.dtype(dtype))
+    return {"dtype": np.dtype(dtype).str, "shape": list(a.shape), "data": a.tobytes()}
+
+
+def unpacked(v: Any, dtype: str) -> np.ndarray:
+    """Inverse of `packed` (a writable array of `dtype`); numpy arrays pass through."""
+    want = np.dtype(dtype).newbyteorder("=")
+    if isinstance(v, dict):
+        raw = np.frombuffer(v["data"], dtype=np.dtype(str(v["dtype"])))
+        return raw.reshape([int(x) for x in v["shape"]]).astype(want)
+    return np.array(v, dtype=want)
 
 
 def probe_rows(forest: Forest, n_random: int = 256, seed: int = 0) -> np.ndarray:

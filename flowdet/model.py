@@ -1,12 +1,17 @@
 """The fitted detector: boosted trees, its feature list, thresholds and model card.
 
-A model file is a joblib bundle (format 2: the trees as plain numpy arrays, see
-flowdet.forest, + the card); the same card is written beside it as `<name>.card.json` so a
-person can read what a model was trained on without unpickling it. Loading a model needs
-numpy only: scikit-learn is imported by `flowdet train`, never by `flowdet score`. A
-Detector built in memory around a fitted scikit-learn HistGradientBoostingClassifier works
-as well; `save` exports its trees and refuses to write them unless they reproduce the
-estimator's probabilities.
+A model file is a joblib bundle (format 2: the trees as plain arrays, see flowdet.forest,
++ the card); the same card is written beside it as `<name>.card.json` so a person can read
+what a model was trained on without unpickling it. Format 2 holds only plain Python values,
+written as joblib writes a zlib-compressed pickle of them (`joblib.load` reads it), and
+read here with zlib and a pickle reader that refuses any class, so loading the model needs
+neither scikit-learn nor joblib; other files (an older format, a foreign or hand-made one)
+go through joblib.load as before, and are refused after reading if they are not format 2.
+scikit-learn is imported by `flowdet train`, never by `flowdet score`. A Detector built in
+memory around a fitted scikit-learn HistGradientBoostingClassifier works as well; `save`
+exports its trees and refuses to write them unless they reproduce the estimator's
+probabilities.
+
 `Detector.load` refuses, with a one-line `ModelError`, a file that is missing, corrupt, of
 another bundle format, or whose feature list differs from `flowdet.features.FEATURE_NAMES`
 (a column that changed meaning would silently give wrong verdicts).
@@ -27,9 +32,12 @@ from the lab). A class's probability moves to benign when:
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,13 +123,12 @@ class Detector:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], check_rows: np.ndarray | None = None) -> None:
-        """Write the joblib bundle and the JSON card beside it.
+        """Write the bundle (zlib-compressed pickle of plain values, as joblib.dump with
+        compress=3 writes it) and the JSON card beside it.
 
         A scikit-learn estimator is exported to a Forest first and checked against it on
         `check_rows` (e.g. the training rows) and on rows that take every split both ways
         (flowdet.forest.probe_rows); ModelError, and nothing written, if they differ."""
-        import joblib
-
         if not isinstance(self.estimator, Forest):
             self.estimator, check = export_forest(self.estimator, check_rows)
             self.card = {**self.card, "predictor": check}
@@ -141,23 +148,19 @@ class Detector:
             "card": card,
         }
         tmp = p.with_name(p.name + ".tmp")
-        joblib.dump(bundle, tmp, compress=3)
+        tmp.write_bytes(zlib.compress(pickle.dumps(bundle, protocol=4), 3))
         os.replace(tmp, p)
         card_path(p).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Detector:
         """Load a bundle (None: the shipped default model); ModelError if unusable."""
-        import joblib
-
         p = Path(path) if path is not None else DEFAULT_MODEL_PATH
         if not p.is_file():
             what = "default model" if path is None else "model"
             raise ModelError(f"{what} {p} not found")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # sklearn's version warning: checked below
-                bundle = joblib.load(p)
+            bundle = _read_bundle(p)
         except Exception as exc:
             raise ModelError(
                 f"{p}: not a readable flowdet model ({type(exc).__name__}: {_one_line(exc)})"
@@ -210,6 +213,33 @@ def export_forest(est: Any, check_rows: np.ndarray | None = None) -> tuple[Fores
         "rows_checked": len(rows),
         "max_abs_diff": diff,
     }
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain Python values only: any class reference means "not ours"."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise _NotPlain(f"{module}.{name}")
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _read_bundle(p: Path) -> Any:
+    """The unpickled bundle: plain values read with zlib + pickle (format 2), anything else
+    (an older format, a foreign or hand-made file) with joblib."""
+    raw = p.read_bytes()
+    try:
+        data = zlib.decompress(raw) if raw[:1] == b"\x78" else raw
+        return _PlainUnpickler(io.BytesIO(data)).load()
+    except Exception:  # not a plain pickle: let joblib read it (or say why it cannot)
+        pass
+    import joblib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's version warning: format checked after
+        return joblib.load(p)
 
 
 def _estimator_proba(est: Any, X: np.ndarray) -> np.ndarray:

@@ -79,7 +79,7 @@ def test_nan_follows_missing_go_to_left() -> None:
     # flip where NaN goes at the first tree's root: that tree's leaf changes, so the raw
     # score moves unless both subtrees happen to give the same leaf value
     d = forest.to_arrays()
-    d["missing_left"] = d["missing_left"].copy()
+    d["missing_left"] = forest.missing_left.copy()  # numpy arrays are accepted too
     d["missing_left"][root] = not d["missing_left"][root]
     flipped = Forest.from_arrays(d)
     before, after = forest.raw_predict(row), flipped.raw_predict(row)
@@ -120,8 +120,11 @@ def test_arrays_round_trip_and_bad_arrays_refused() -> None:
         Forest.from_arrays({**d, "kind": "random_forest"})
     with pytest.raises(ModelError, match="incomplete"):
         Forest.from_arrays({k: v for k, v in d.items() if k != "threshold"})
-    bad_child = d["left"].copy()
-    bad_child[np.flatnonzero(~d["is_leaf"])[0]] = len(bad_child) + 5
+    assert all(
+        isinstance(v, (str, int, float, list, dict)) for v in d.values()
+    )  # plain values only: no class to unpickle
+    bad_child = forest.left.copy()
+    bad_child[np.flatnonzero(~forest.is_leaf)[0]] = len(bad_child) + 5
     with pytest.raises(ModelError, match="inconsistent"):
         Forest.from_arrays({**d, "left": bad_child})
     with pytest.raises(ModelError, match="inconsistent"):
@@ -184,7 +187,7 @@ def test_loading_the_default_model_imports_no_sklearn() -> None:
         "from flowdet.features import FEATURE_NAMES\n"
         "d = Detector.load()\n"
         "d.predict_proba(np.ones((3, len(FEATURE_NAMES)), np.float32))\n"
-        "heavy = ('sklearn', 'scipy', 'pandas', 'numba')\n"
+        "heavy = ('sklearn', 'scipy', 'pandas', 'numba', 'joblib')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )
