@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from flows_synth import P, tcp_session, write_pcap
+from flows_synth import P, make_batch, tcp_session, write_pcap
 
 from flowdet.flows import CSV_FIELDS, RECORD_FIELDS, fields_markdown
 
@@ -235,3 +235,23 @@ def test_iter_flows_chains_reader_and_table(capture: Path, tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CaptureError, match="no capture files"):
         list(iter_flows([tmp_path / "empty"]))
+
+
+def test_csv_fields_do_not_depend_on_payload_capture():
+    """CSV runs keep no payload prefixes (a speed-up): every CSV field must be the same."""
+    from flowdet.flows import FlowConfig, FlowTable
+    from flowdet.sinks import CsvFlowSink
+
+    pkts = tcp_session(0.0, "10.0.0.1", 40000, "10.0.0.2", 443, [(300, 900), (5000, 40)])
+    pkts += tcp_session(1.0, "10.0.0.3", 40001, "10.0.0.2", 22, [(2100, 10), (10, 10)] * 3)
+    pkts += [P(2.0 + i, "10.0.0.4", 5353, "10.0.0.5", 53, proto=17, payload=i) for i in range(9)]
+    texts = []
+    for pb in (0, 16, 2048):
+        table = FlowTable(FlowConfig(payload_bytes=pb).with_default_checkpoints())
+        out = io.StringIO()
+        sink = CsvFlowSink(out)
+        sink.write(table.update(make_batch(sorted(pkts, key=lambda p: p.t))))
+        sink.write(table.flush())
+        texts.append(out.getvalue())
+    assert texts[0] == texts[1] == texts[2]
+    assert len(texts[0].splitlines()) > 4

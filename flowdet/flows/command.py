@@ -194,7 +194,9 @@ def flows_command(
         tcp_linger=tcp_linger,
         max_flows=max_flows,
         gap_threshold=gap_threshold,
-        payload_bytes=payload_bytes,
+        # payload prefixes are jsonl fields only: CSV runs keep none (no copies per packet
+        # and per record; every CSV field is the same)
+        payload_bytes=payload_bytes if fmt == "jsonl" else 0,
         vlan_in_key=vlan_in_key,
         checkpoint_packets=pk,
         checkpoint_seconds=ps,
