@@ -613,13 +613,20 @@ def signatures_of(records: Sequence[FlowRecord]) -> list[SignatureResult]:
     stop growing after 4 packets or 1 KB per side), and the recognizers are the costliest
     part of featurizing, so records with identical prefixes share one (immutable) result.
     """
+    return signatures_of_payloads([(r.payload_toserver, r.payload_toclient) for r in records])
+
+
+def signatures_of_payloads(
+    payloads: Sequence[tuple[list[bytes], list[bytes]]],
+) -> list[SignatureResult]:
+    """`signatures_of` from (payload_toserver, payload_toclient) pairs (block_payloads)."""
     seen: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], SignatureResult] = {}
     out: list[SignatureResult] = []
-    for r in records:
-        key = (tuple(r.payload_toserver), tuple(r.payload_toclient))
+    for ps, pc in payloads:
+        key = (tuple(ps), tuple(pc))
         sig = seen.get(key)
         if sig is None:
-            sig = seen[key] = inspect(r.payload_toserver, r.payload_toclient)
+            sig = seen[key] = inspect(ps, pc)
         out.append(sig)
     return out
 
@@ -747,7 +754,7 @@ def featurize(
     """
     if isinstance(records, FlowBlock):
         if signatures is None:
-            signatures = [inspect(ps, pc) for ps, pc in block_payloads(records)]
+            signatures = signatures_of_payloads(block_payloads(records))
         inputs = inputs_of_block(records)
     else:
         if signatures is None:
