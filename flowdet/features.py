@@ -30,7 +30,7 @@ first pool that listens elsewhere (real pools use 25, 80, 443, 3333, 14444, ...)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -280,6 +280,7 @@ def ssh_keystroke_columns(sigs: Sequence[SignatureResult]) -> np.ndarray:
     out = np.zeros((len(sigs), 3 + N_KS2), dtype=np.float64)
     banner = SIGNATURE_FEATURES.index("sig_ssh_banner")
     done: dict[int, int] = {}  # id(sig) -> row: records often share one result object
+    by_algs: dict[tuple[str, str | None] | None, np.ndarray] = {}  # few distinct ones
     for i, sig in enumerate(sigs):
         if sig.features[banner] <= 0:
             continue
@@ -288,16 +289,26 @@ def ssh_keystroke_columns(sigs: Sequence[SignatureResult]) -> np.ndarray:
             out[i] = out[j]
             continue
         algs = negotiated_algorithms(sig)
-        known = algs is not None
-        s1, s2 = keystroke_sizes(algs) if algs is not None else (0, 0)
-        if not s1 or algs is None:
-            algs = DEFAULT_SSH_ALGS
-            s1, s2 = keystroke_sizes(algs)
-            known = False
-        cands = nested_candidates(algs)
-        out[i, :3] = (s1, s2, float(known))
-        out[i, 3 : 3 + len(cands)] = cands
+        row = by_algs.get(algs)
+        if row is None:
+            row = by_algs[algs] = _keystroke_row(algs)
+        out[i] = row
     return out
+
+
+def _keystroke_row(algs: tuple[str, str | None] | None) -> np.ndarray:
+    """ssh_keystroke_columns' row for the negotiated algorithms (None: not visible)."""
+    row = np.zeros(3 + N_KS2, dtype=np.float64)
+    known = algs is not None
+    s1, s2 = keystroke_sizes(algs) if algs is not None else (0, 0)
+    if not s1 or algs is None:
+        algs = DEFAULT_SSH_ALGS
+        s1, s2 = keystroke_sizes(algs)
+        known = False
+    cands = nested_candidates(algs)
+    row[:3] = (s1, s2, float(known))
+    row[3 : 3 + len(cands)] = cands
+    return row
 
 
 def post_auth_features(seqs: Sequence[dict[str, list]], is_ssh: np.ndarray) -> np.ndarray:
@@ -770,30 +781,85 @@ def featurize(
     return featurize_inputs(inputs, sigs), sigs
 
 
-def featurize_inputs(inputs: FeatureInputs, sigs: Sequence[SignatureResult]) -> np.ndarray:
-    """The feature matrix of `featurize` from FeatureInputs and the signature results."""
+def featurize_inputs(
+    inputs: FeatureInputs,
+    sigs: Sequence[SignatureResult],
+    rows: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The feature matrix of `featurize` from FeatureInputs and the signature results.
+
+    `rows` (bool per row, or a function of the matrix holding only the cheap columns that
+    returns it; default all): the rows that get every column. The others get only the
+    CHEAP_COLUMNS (whole-record counters, handshake shape, signatures) and zeros elsewhere:
+    for a caller that decides those rows from the cheap columns alone (the model's domain
+    gate, see flowdet.pipeline). Each row's values do not depend on the other rows, so a
+    row in `rows` gets the same bits either way.
+    """
     n = len(inputs)
     X = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
     if n == 0:
         return X
-    ssh = ssh_keystroke_columns(sigs)
-    ks = np.concatenate([ssh[:, :1], ssh[:, 3:]], axis=1)
-    parts = [
-        _record_columns(inputs.scalars, inputs.hists),
-        sequence_features(inputs.first, ks),
-        sequence_features(inputs.last, ks),
-        early_features(inputs.first),
-        ssh[:, :3],
-        post_auth_features(inputs.first_seqs, ssh[:, 0] > 0),
-    ]
-    own = np.concatenate(parts, axis=1)
-    assert own.shape[1] == _N_OWN, (own.shape, _N_OWN)
-    X[:, :_N_OWN] = np.nan_to_num(own, nan=0.0, posinf=0.0, neginf=0.0)
     if (_SIG_INDEX < 0).any():
         gone = [n for n, i in zip(SIGNATURE_COLUMNS, _SIG_INDEX.tolist(), strict=True) if i < 0]
         raise FlowdetError(f"signature feature(s) {', '.join(gone)} no longer exist")
+
+    def put(cols: slice, values: np.ndarray, where: np.ndarray | slice = slice(None)) -> None:
+        X[where, cols] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+
+    put(_COLS["record"], _record_columns(inputs.scalars, inputs.hists))
+    put(_COLS["early"], early_features(inputs.first))
     X[:, _N_OWN:] = np.stack([s.features for s in sigs])[:, _SIG_INDEX]
+    if callable(rows):
+        rows = np.asarray(rows(X), dtype=bool)
+    full = np.arange(n) if rows is None else np.flatnonzero(rows)
+    if not len(full):
+        return X
+    fsigs = sigs if rows is None else [sigs[i] for i in full.tolist()]
+    ssh = ssh_keystroke_columns(fsigs)
+    ks = np.concatenate([ssh[:, :1], ssh[:, 3:]], axis=1)
+    first = inputs.first if rows is None else tuple(a[full] for a in inputs.first)
+    last = inputs.last if rows is None else tuple(a[full] for a in inputs.last)
+    seqs = inputs.first_seqs if rows is None else _Rows(inputs.first_seqs, full)
+    put(_COLS["first"], sequence_features(first, ks), full)
+    put(_COLS["last"], sequence_features(last, ks), full)
+    put(_COLS["ssh"], ssh[:, :3], full)
+    put(_COLS["post_auth"], post_auth_features(seqs, ssh[:, 0] > 0), full)
     return X
+
+
+class _Rows(Sequence):
+    """seqs[rows[i]] as item i."""
+
+    def __init__(self, seqs: Sequence, rows: np.ndarray) -> None:
+        self.seqs, self.rows = seqs, rows.tolist()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.seqs[self.rows[i]]
+
+
+def _column_slices() -> dict[str, slice]:
+    widths = {
+        "record": len(_record_names()),
+        "first": len(_seq_names("first")),
+        "last": len(_seq_names("last")),
+        "early": len(_early_names()),
+        "ssh": 3,
+        "post_auth": 4,
+    }
+    out, at = {}, 0
+    for name, w in widths.items():
+        out[name] = slice(at, at + w)
+        at += w
+    assert at == _N_OWN and _ssh_names()[3] == "ssh_auth_seen"
+    return out
+
+
+_COLS = _column_slices()
+# Columns every row gets from featurize_inputs, also outside its `rows`.
+CHEAP_COLUMNS: frozenset[str] = frozenset([*_record_names(), *_early_names(), *SIGNATURE_COLUMNS])
 
 
 def feature_table_markdown() -> str:

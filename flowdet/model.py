@@ -111,6 +111,20 @@ class Detector:
                 out[ask, self.classes.index(str(c))] = proba[:, j]
         return apply_gate(X, out, self.classes)
 
+    @property
+    def gate_features(self) -> tuple[str, ...]:
+        """The feature columns `undecided` reads (the domain gate, the evidence floor)."""
+        return GATE_FEATURES
+
+    def undecided(self, X: np.ndarray) -> np.ndarray:
+        """Rows whose probabilities need the trees: elsewhere the domain gate alone makes
+        them P(benign) = 1, whatever the other columns hold (only `gate_features` are
+        read), so a caller may leave those columns out for the other rows."""
+        X = np.asarray(X)
+        if BENIGN not in self.classes:
+            return np.ones(X.shape[0], dtype=bool)
+        return ~gated(X)
+
     def decide(
         self, proba: np.ndarray, thresholds: Mapping[str, float] | None = None
     ) -> np.ndarray:
@@ -327,6 +341,20 @@ _MINING_MESSAGES = _cols(
     "sig_eth_work_result",
 )
 EVIDENCE_FLOOR = 0.95
+GATE_FEATURES: tuple[str, ...] = tuple(
+    FEATURE_NAMES[i]
+    for i in sorted(
+        {
+            *_GATE_COLS.tolist(),
+            *_MINING_EVIDENCE.tolist(),
+            *_OPAQUE.tolist(),
+            _SSH,
+            _ENTROPY,
+            *_EARLY.tolist(),
+            *_MINING_MESSAGES.tolist(),
+        }
+    )
+)
 
 
 def apply_gate(X: np.ndarray, proba: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:

@@ -107,3 +107,43 @@ def test_pipeline_stand_ins_hold_the_record_values() -> None:
             assert isinstance(v.record, FlowRecord)
             n_alerts += v.is_alert
     assert n_views > 10 and n_stubs > 10 and n_alerts >= 3
+
+
+def test_rows_subset_gives_the_same_bits_and_the_cheap_columns() -> None:
+    from flowdet.features import CHEAP_COLUMNS, FEATURE_NAMES, featurize_inputs
+
+    blk = max((b for p in SAMPLES for b in _blocks(p)), key=len)
+    inputs, sigs = inputs_of_block(blk), featurize(blk)[1]
+    full = featurize_inputs(inputs, sigs)
+    rows = np.arange(len(blk)) % 3 == 0
+    part = featurize_inputs(inputs, sigs, rows)
+    assert part[rows].tobytes() == full[rows].tobytes()
+    cheap = np.array([n in CHEAP_COLUMNS for n in FEATURE_NAMES])
+    assert part[~rows][:, cheap].tobytes() == full[~rows][:, cheap].tobytes()
+    assert not part[~rows][:, ~cheap].any()
+    assert full[~rows][:, ~cheap].any()  # the test would notice columns left out
+    # the mask may come from a function of the cheap columns
+    seen = []
+    got = featurize_inputs(inputs, sigs, lambda X: seen.append(X.copy()) or rows)
+    assert got.tobytes() == part.tobytes()
+    assert not seen[0][:, ~cheap].any()
+
+
+def test_gate_first_featurizing_keeps_the_probabilities() -> None:
+    """Rows the model's domain gate decides get the same probabilities without the costly
+    columns: what ScoringPipeline relies on (flowdet.pipeline._gate_rows)."""
+    from flowdet.features import CHEAP_COLUMNS, featurize_inputs
+    from flowdet.model import Detector
+
+    det = Detector.load()
+    assert set(det.gate_features) <= CHEAP_COLUMNS
+    n_decided = 0
+    for path in SAMPLES:
+        for blk in _blocks(path):
+            inputs, sigs = inputs_of_block(blk), featurize(blk)[1]
+            full = featurize_inputs(inputs, sigs)
+            part = featurize_inputs(inputs, sigs, det.undecided)
+            assert det.predict_proba(part).tobytes() == det.predict_proba(full).tobytes()
+            assert (det.undecided(part) == det.undecided(full)).all()
+            n_decided += int((~det.undecided(full)).sum())
+    assert n_decided > 20
