@@ -70,6 +70,9 @@ class LiveSource:
     """What the loop reads from: batches (from a reader thread) and a clock."""
 
     name: str = "live"
+    # True when packets the loop does not read in time are lost (an interface); a file
+    # just waits, so waiting on scoring is then no overload
+    lossy: bool = False
 
     def start(self) -> None: ...
 
@@ -103,6 +106,8 @@ class LiveSource:
 
 
 class DumpcapSource(LiveSource):
+    lossy = True
+
     def __init__(self, cap: DumpcapCapture, lag: float = 0.5) -> None:
         self.cap = cap
         self.lag_ns = int(lag * NS)
@@ -494,7 +499,7 @@ class LiveLoop:
     def _status(self, rate: float, interval: float) -> None:
         up = time.monotonic() - self.stats.started
         src = self.source.status(self.stats.packets)
-        behind = self._behind(interval)
+        behind = self._behind(interval) if self.source.lossy else ""
         self.err.write(
             f"flowdet live: {up:6.0f} s  {self.stats.packets:,} pkts ({rate:,.0f} pkt/s)  "
             f"{self.pipe.table.live_flows:,} open flows  {self._alerts_text()}"
@@ -532,7 +537,7 @@ class LiveLoop:
                 f"WARNING: {dropped:,} packets ({dropped / seen:.2%} of {seen:,}) were dropped "
                 "before flowdet saw them; their flows were scored without them or not at all"
             )
-        if self.stats.reader_waited > 0.0:
+        if self.stats.reader_waited > 0.0 and self.source.lossy:
             out.append(
                 f"scoring was behind the capture for {self.stats.reader_waited:.2f} s "
                 "in total (the capture reader waited on a full queue)"
