@@ -17,7 +17,8 @@ mix; < 1 GB on the 10x mix (--scale 10: make_mix.sh N=140, ~3.6 GB on disk).
 prefixes, state across batches) against a numpy-only meter of a small subset (per-direction
 packet and byte counts, flow inter-arrival min/max/mean/std, first-32 packet sizes) on the
 same batches with no state across batches and no flow splitting. Measured (2 cores, shared):
-FlowTable 0.32-0.37 s CPU per 1M mix packets, the numpy subset 0.13-0.14 s. The subset is
+FlowTable 0.24 s CPU per 1M mix packets (0.32-0.37 before the compiled key pass), the
+numpy subset 0.13-0.14 s. The subset is
 cheaper, but it is a fraction of the work and has no way to end a flow on FIN and start the
 next one inside a batch, fire events in time order, or keep sequences and payload across
 batches; each further statistic costs numpy another sort or bincount pass, while the

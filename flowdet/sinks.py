@@ -75,6 +75,10 @@ class JsonlFlowSink:
     def write(self, block: FlowBlock) -> int:
         if not len(block):
             return 0
+        text = _jsonl_text(block)
+        if text is not None:
+            _write_bytes(self.out, text)
+            return len(block)
         cols = block.columns()
         texts = [self._text(n, cols[n]) for n in RECORD_FIELDS]
         tpl = self._template
@@ -83,6 +87,16 @@ class JsonlFlowSink:
 
     def close(self) -> None:
         self.out.flush()
+
+
+def _write_bytes(out: TextIO, text: memoryview) -> None:
+    """ASCII text made by the row writer: to the binary buffer under `out` when it has one."""
+    raw = getattr(out, "buffer", None)
+    if raw is not None:
+        out.flush()  # what was written as text (a CSV header, fallback rows) goes first
+        raw.write(text)
+    else:
+        out.write(bytes(text).decode("ascii"))
 
 
 class CsvFlowSink:
@@ -109,40 +123,85 @@ class CsvFlowSink:
             lists = block.columns(CSV_FIELDS)
             self._w.writerows(zip(*(lists[nm] for nm in CSV_FIELDS), strict=True))
             return n
-        raw = getattr(self.out, "buffer", None)
-        if raw is not None:
-            self.out.flush()  # the header and any csv.writer rows go first
-            raw.write(text)
-        else:
-            self.out.write(bytes(text).decode("ascii"))
+        _write_bytes(self.out, text)
         return n
 
     def close(self) -> None:
         self.out.flush()
 
 
-_CSV_KINDS = {f.name: str(f.type) for f in fields(FlowRecord)}
+_KINDS = {f.name: str(f.type) for f in fields(FlowRecord)}
 
 
 def _csv_text(block: FlowBlock) -> memoryview | None:
     """The CSV rows of a block as ASCII bytes, or None when csv.writer must do them."""
+    return _rows_text(block, CSV_FIELDS, json_lines=False)
+
+
+def _jsonl_text(block: FlowBlock) -> memoryview | None:
+    """The JSON lines of a block as ASCII bytes, or None for the per-record path."""
+    return _rows_text(block, RECORD_FIELDS, json_lines=True)
+
+
+def _rows_text(block: FlowBlock, names: list[str], json_lines: bool) -> memoryview | None:
+    """Prepare every column once, then let flowdet.flows.textkernel write the rows."""
+    from flowdet.flows import layout as L
     from flowdet.flows import textkernel as TK
 
     n = len(block)
-    cols = block.column_arrays(CSV_FIELDS, ns_ints=True)
-    m = len(CSV_FIELDS)
+    m = len(names)
+    seq_names = {"first_pkts", "last_pkts"}
+    pay_names = {"payload_toserver", "payload_toclient"}
+    cols = block.column_arrays(
+        [nm for nm in names if nm not in seq_names and nm not in pay_names], ns_ints=True
+    )
+    if json_lines:
+        if seq_names & set(names) and int(np.abs(block.seqi).max(initial=0)) >= TK.NS_EXACT_LIMIT:
+            return None  # a gap of > 11 days inside a sequence: not exact in the kernel
+        for nm in pay_names & set(names):
+            d = 0 if nm.endswith("toserver") else 1
+            cols[nm] = [
+                "[" + ",".join('"' + base64.b64encode(x).decode("ascii") + '"' for x in msgs) + "]"
+                for msgs in (block._payloads(i, d) for i in range(n))
+            ]
     kinds = np.empty(m, np.int64)
-    src = np.empty(m, np.int64)
+    src = np.zeros(m, np.int64)
+    cnt = np.zeros(m, np.int64)
+    lits: list[bytes] = [TK.SEQ_LITERALS]
+    lit_at = len(TK.SEQ_LITERALS)
+    pre = np.zeros((m, 2), np.int64)
+    post = np.zeros((m, 2), np.int64)
+
+    def literal(text: str) -> tuple[int, int]:
+        nonlocal lit_at
+        raw = text.encode("ascii")
+        lits.append(raw)
+        lit_at += len(raw)
+        return lit_at - len(raw), len(raw)
+
     int_cols: list[np.ndarray] = []
     float_cols: list[np.ndarray] = []
     texts: list[str] = []
     text_lens: list[np.ndarray] = []
-    for j, name in enumerate(CSV_FIELDS):
-        v = cols[name]
-        kind = _CSV_KINDS[name]
-        if kind == "str":  # lists of str by construction (FlowBlock.column_arrays)
+    widths = 0  # bound on the value text of a row besides texts and floats
+    for j, name in enumerate(names):
+        kind = _KINDS[name]
+        quoted = json_lines and kind == "str"
+        if json_lines:
+            pre[j] = literal(("{" if j == 0 else ",") + f'"{name}":' + ('"' if quoted else ""))
+            post[j] = literal('"' if quoted else "")
+        else:
+            pre[j] = literal("" if j == 0 else ",")
+            post[j] = literal("")
+        v = cols.get(name)
+        if name in seq_names:
+            kinds[j] = TK.K_SEQ_FIRST if name == "first_pkts" else TK.K_SEQ_LAST
+            widths += 40 + L.SEQ_N * (2 + 6 + TK.NS_WIDTH + 1 + 4)
+        elif kind == "str" or name in pay_names:
+            # lists of str by construction (FlowBlock.column_arrays, payloads above)
             joined = "".join(v)
-            if any(c in joined for c in _CSV_SPECIAL):
+            special = ('"', "\\") if quoted else () if json_lines else _CSV_SPECIAL
+            if any(c in joined for c in special):
                 return None
             kinds[j], src[j] = TK.K_TEXT, len(texts)
             texts.append(joined)
@@ -150,6 +209,11 @@ def _csv_text(block: FlowBlock) -> memoryview | None:
         elif kind == "int | None":
             kinds[j], src[j] = TK.K_INT_NULL, len(int_cols)
             int_cols.append(np.array([TK.NULL_INT if x is None else x for x in v], np.int64))
+            widths += TK.INT_WIDTH
+        elif kind == "list[int]" and isinstance(v, np.ndarray) and v.ndim == 2:
+            kinds[j], src[j], cnt[j] = TK.K_INTLIST, len(int_cols), v.shape[1]
+            int_cols.extend(v[:, q].astype(np.int64) for q in range(v.shape[1]))
+            widths += 2 + v.shape[1] * (TK.INT_WIDTH + 1)
         elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "iu":
             if name in NS_FIELDS:
                 if v.size and int(np.abs(v).max()) >= TK.NS_EXACT_LIMIT:
@@ -161,11 +225,15 @@ def _csv_text(block: FlowBlock) -> memoryview | None:
                 kinds[j] = TK.K_INT
             src[j] = len(int_cols)
             int_cols.append(v.astype(np.int64, copy=False))
+            widths += TK.NS_WIDTH
         elif isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f":
             kinds[j], src[j] = TK.K_FLOAT, len(float_cols)
             float_cols.append(v)
         else:
             return None
+    null_end = np.array(
+        [*literal("null" if json_lines else ""), *literal("}\n" if json_lines else "\n")]
+    )
     try:
         tbuf = np.frombuffer("".join(texts).encode("ascii"), np.uint8)
     except UnicodeEncodeError:
@@ -185,15 +253,35 @@ def _csv_text(block: FlowBlock) -> memoryview | None:
         dlen = np.fromiter(map(len, reprs), np.int64, len(reprs))
         dstart = np.cumsum(dlen) - dlen
         fidx = np.ascontiguousarray(inv.reshape(len(float_cols), n).T)
-        widest = int(dlen.max())
+        widths += int(dlen.max()) * len(float_cols)
     else:
         dbuf = np.zeros(0, np.uint8)
         dlen = dstart = np.zeros(0, np.int64)
         fidx = np.zeros((n, 0), np.int64)
-        widest = 0
-    bound = tbuf.shape[0] + n * (m + TK.NS_WIDTH * len(int_cols) + widest * len(float_cols))
-    out = np.empty(bound, np.uint8)
-    size = TK.format_csv(kinds, src, ints, fidx, tstart, tlen, tbuf, dstart, dlen, dbuf, out)
+    lit = np.frombuffer(b"".join(lits), np.uint8)
+    row_lits = int(pre[:, 1].sum() + post[:, 1].sum()) + int(null_end[1] + null_end[3])
+    out = np.empty(tbuf.shape[0] + n * (row_lits + widths), np.uint8)
+    size = TK.format_rows(
+        kinds,
+        src,
+        cnt,
+        pre,
+        post,
+        lit,
+        null_end,
+        ints,
+        fidx,
+        tstart,
+        tlen,
+        tbuf,
+        dstart,
+        dlen,
+        dbuf,
+        np.ascontiguousarray(block.seqm),
+        np.ascontiguousarray(block.seqi),
+        np.ascontiguousarray(block.s[:, L.NPK]),
+        out,
+    )
     return memoryview(out)[:size]
 
 

@@ -185,9 +185,14 @@ def _one_column(kind: int, ints=None, floats=None) -> list[str]:
     n = ints.shape[0]
     empty = np.zeros((n, 0), np.int64)
     out = np.zeros(n * 64, np.uint8)
-    size = TK.format_csv(
+    size = TK.format_rows(
         np.array([kind], np.int64),
         np.zeros(1, np.int64),
+        np.zeros(1, np.int64),
+        np.zeros((1, 2), np.int64),  # no literal before the value
+        np.zeros((1, 2), np.int64),  # nor after it
+        np.frombuffer(b"\n", np.uint8),
+        np.array([0, 0, 0, 1], np.int64),  # null = "", row end = "\n"
         ints,
         fidx,
         empty,
@@ -196,6 +201,9 @@ def _one_column(kind: int, ints=None, floats=None) -> list[str]:
         dstart,
         dlen,
         dbuf,
+        np.zeros((n, 0), np.int32),
+        np.zeros((n, 0), np.int64),
+        np.zeros(n, np.int64),
         out,
     )
     return out[:size].tobytes().decode().split("\n")[:-1]
@@ -255,3 +263,29 @@ def test_csv_fields_do_not_depend_on_payload_capture():
         texts.append(out.getvalue())
     assert texts[0] == texts[1] == texts[2]
     assert len(texts[0].splitlines()) > 4
+
+
+@pytest.mark.parametrize("gap", [0.25, 1.2e6])  # 1.2e6 s: beyond the exact nanosecond text
+def test_sinks_match_the_records_with_long_gaps(gap: float):
+    """Gaps of >= 10^15 ns leave the compiled ns formatting (repr() or the per-record path)."""
+    from flowdet.flows import FlowConfig, FlowTable
+    from flowdet.sinks import CsvFlowSink, JsonlFlowSink
+
+    table = FlowTable(FlowConfig(idle_timeout_other=1e7, active_timeout=1e8))
+    pk = [P(1.0 + k * gap, "10.0.0.5", 7, "10.0.0.6", 9, proto=17, payload=k) for k in range(3)]
+    pk += [P(2.0, "10.0.0.6", 9, "10.0.0.5", 7, proto=17, payload=b"back")]
+    block = table.update(make_batch(sorted(pk, key=lambda p: p.t)))
+    block = type(block).concat([block, table.flush()])
+    recs = block.records()
+    assert recs and max(r.duration for r in recs) >= gap
+    out = io.StringIO()
+    JsonlFlowSink(out).write(block)
+    got = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert got == [json.loads(json.dumps(r.to_json_dict())) for r in recs]
+    out = io.StringIO()
+    CsvFlowSink(out).write(block)
+    ref = io.StringIO()
+    w = csv.writer(ref, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    w.writerows([[getattr(r, name) for name in CSV_FIELDS] for r in recs])
+    assert out.getvalue() == ref.getvalue()

@@ -440,9 +440,12 @@ class CaptureReader:
         counts = np.bincount(batch.status, minlength=len(Status))
         for s in Status:
             st.status[s.name] += int(counts[s])
-        lts, lt_counts = np.unique(batch.linktype, return_counts=True)
-        for lt, c in zip(lts.tolist(), lt_counts.tolist(), strict=True):
-            st.link_types[lt] = st.link_types.get(lt, 0) + c
+        if self._pcap is not None:  # classic pcap: one link type for the whole file
+            st.link_types[self._linktype] = st.link_types.get(self._linktype, 0) + n
+        else:
+            lts, lt_counts = np.unique(batch.linktype, return_counts=True)
+            for lt, c in zip(lts.tolist(), lt_counts.tolist(), strict=True):
+                st.link_types[lt] = st.link_types.get(lt, 0) + c
         self._sync_pcapng_stats()
         return batch
 

@@ -1,8 +1,8 @@
-"""Compiled CSV row writer: a block of flow records -> the bytes csv.writer would write.
+"""Compiled row writer: a block of flow records -> the CSV or JSON lines text of its records.
 
 Why compiled: a block of records is ~80 cells per row, and formatting cells with one Python
 call each (str(), repr(), joins) was the largest single cost of `flowdet flows` after the
-flow table. The sink (flowdet.sinks.CsvFlowSink) prepares every column once: integer
+flow table. The sinks (flowdet.sinks) prepare every column once: integer
 columns as an int64 matrix, text columns (addresses, times, Community ID, names) as one byte
 buffer with offsets, float columns as indices into the text of their distinct values (each
 made by repr() once). This kernel then writes row after row into one byte buffer.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowdet.capture.jit import compiled
+from flowdet.flows.layout import SEQ_DIR_SHIFT, SEQ_FLAGS_SHIFT, SEQ_LEN_MASK
 
 # Column kinds.
 K_INT = 0  # int64 value
@@ -26,10 +27,18 @@ K_INT_NULL = 1  # int64 value, NULL_INT = empty cell
 K_TEXT = 2  # bytes from the text buffer
 K_FLOAT = 3  # text of a distinct float value, by index
 K_NS = 4  # int64 nanoseconds, written as repr(ns / 1e9); |ns| < NS_EXACT_LIMIT
+K_INTLIST = 5  # cnt[j] int64 columns as a JSON list
+K_SEQ_FIRST = 6  # first_pkts as JSON (iat in K_NS text)
+K_SEQ_LAST = 7  # last_pkts as JSON
 NULL_INT = np.iinfo(np.int64).min
 NS_EXACT_LIMIT = 10**15
 INT_WIDTH = 20  # widest int64 text
 NS_WIDTH = 24  # widest K_NS text
+
+# Literal texts of a packet sequence, in one buffer that callers append to theirs at offset 0.
+SEQ_LITERALS = b'{"dir":[' + b'],"len":[' + b'],"iat":[' + b'],"flags":['
+SEQ_LIT_START = np.array([0, 8, 17, 26], np.int64)
+SEQ_LIT_LEN = np.array([8, 9, 9, 11], np.int64)
 
 
 @compiled(inline="always")
@@ -117,41 +126,106 @@ def _put_ns(out, o, v):
     return o + width
 
 
-@compiled
-def format_csv(kinds, src, ints, fidx, tstart, tlen, tbuf, dstart, dlen, dbuf, out):
-    """Write every row, cells separated by ',' and rows ended by '\\n'; returns the length.
+@compiled(inline="always")
+def _put_lit(out, o, lit, a, n):
+    for q in range(n):
+        out[o + q] = lit[a + q]
+    return o + n
 
-    Column j of the output is kinds[j] taken from column src[j] of `ints` (K_INT, K_INT_NULL,
-    K_NS), of tstart/tlen over tbuf (K_TEXT) or of fidx over dstart/dlen/dbuf (K_FLOAT).
-    `ints` has a row per record even without columns. `out` must hold the longest
-    possible text (see CsvFlowSink).
+
+@compiled
+def _put_seq(out, o, lit, seqm, seqi, i, npk, last):
+    """{"dir":[..],"len":[..],"iat":[..],"flags":[..]} of the first (or last) SEQ_N packets."""
+    n_seq = seqm.shape[1] // 2
+    k = min(npk, n_seq)
+    for part in range(4):
+        o = _put_lit(out, o, lit, SEQ_LIT_START[part], SEQ_LIT_LEN[part])
+        for q in range(k):
+            col = n_seq + (npk - k + q) % n_seq if last else q
+            if q:
+                out[o] = 44
+                o += 1
+            m = np.int64(seqm[i, col])
+            if part == 0:
+                o = _put_uint(out, o, np.uint64((m >> SEQ_DIR_SHIFT) & 1))
+            elif part == 1:
+                o = _put_uint(out, o, np.uint64(m & SEQ_LEN_MASK))
+            elif part == 2:
+                o = _put_ns(out, o, seqi[i, col])
+            else:
+                o = _put_uint(out, o, np.uint64((m >> SEQ_FLAGS_SHIFT) & 0xFF))
+    out[o] = 93  # ']'
+    out[o + 1] = 125  # '}'
+    return o + 2
+
+
+@compiled
+def format_rows(
+    kinds,
+    src,
+    cnt,
+    pre,
+    post,
+    lit,
+    null_end,
+    ints,
+    fidx,
+    tstart,
+    tlen,
+    tbuf,
+    dstart,
+    dlen,
+    dbuf,
+    seqm,
+    seqi,
+    npk,
+    out,
+):
+    """Write every row; returns the length written into `out`.
+
+    Column j: the literal pre[j] = (start, length) in `lit`, the value, the literal post[j].
+    The value is kinds[j] of column src[j] of `ints` (K_INT, K_INT_NULL, K_NS; K_INTLIST:
+    cnt[j] columns from src[j] as a JSON list), of tstart/tlen over tbuf (K_TEXT), of fidx
+    over dstart/dlen/dbuf (K_FLOAT), or the packet sequences seqm/seqi/npk (K_SEQ_FIRST,
+    K_SEQ_LAST). null_end = (start, length, start, length) of the null text and of the row
+    end. `ints` has a row per record even without columns; `out` must hold the longest
+    possible text (see flowdet.sinks).
     """
     n = ints.shape[0]
     m = kinds.shape[0]
     o = 0
     for i in range(n):
         for j in range(m):
+            o = _put_lit(out, o, lit, pre[j, 0], pre[j, 1])
             k = kinds[j]
             c = src[j]
             if k == K_INT:
                 o = _put_int(out, o, ints[i, c])
             elif k == K_INT_NULL:
                 v = ints[i, c]
-                if v != NULL_INT:
+                if v == NULL_INT:
+                    o = _put_lit(out, o, lit, null_end[0], null_end[1])
+                else:
                     o = _put_int(out, o, v)
             elif k == K_TEXT:
-                a = tstart[i, c]
-                for q in range(tlen[i, c]):  # not a slice copy: views cost refcounting
-                    out[o] = tbuf[a + q]
-                    o += 1
+                o = _put_lit(out, o, tbuf, tstart[i, c], tlen[i, c])
             elif k == K_FLOAT:
                 d = fidx[i, c]
-                a = dstart[d]
-                for q in range(dlen[d]):
-                    out[o] = dbuf[a + q]
-                    o += 1
-            else:
+                o = _put_lit(out, o, dbuf, dstart[d], dlen[d])
+            elif k == K_NS:
                 o = _put_ns(out, o, ints[i, c])
-            out[o] = 10 if j == m - 1 else 44
-            o += 1
+            elif k == K_INTLIST:
+                out[o] = 91  # '['
+                o += 1
+                for q in range(cnt[j]):
+                    if q:
+                        out[o] = 44
+                        o += 1
+                    o = _put_int(out, o, ints[i, c + q])
+                out[o] = 93
+                o += 1
+            else:
+                o = _put_seq(out, o, lit, seqm, seqi, i, npk[i], k == K_SEQ_LAST)
+            o = _put_lit(out, o, lit, post[j, 0], post[j, 1])
+        o = _put_lit(out, o, lit, null_end[2], null_end[3])
     return o
