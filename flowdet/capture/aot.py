@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -78,34 +79,46 @@ def build(out_dir: Path | None = None, verbose: bool = False) -> Path:
     """Compile the kernels; return the path of the extension module written."""
     from flowdet.capture import jit
 
-    os.environ["FLOWDET_KERNELS"] = "jit"  # the build compiles the Python source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
         from numba.pycc import CC
 
     out_dir = out_dir or Path(jit.__file__).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
     name = jit.AOT_MODULE.rsplit(".", 1)[1]
     digest = jit.source_hash()
-    cc = CC(name)
-    cc.output_dir = str(out_dir)
-    cc.target_cpu = "host"  # built where it runs; a copy to another CPU model must rebuild
-    cc.verbose = verbose
-    for modname, sigs in SIGNATURES.items():
-        module = importlib.import_module(modname)
-        for fname, sig in sigs.items():
-            kernel = getattr(module, fname)
-            jit.jit_dispatcher(kernel)  # the module's kernels become numba dispatchers
-            cc.export(fname, sig)(kernel.py_func)
     with tempfile.TemporaryDirectory() as tmp:
+        cc = CC(name)
+        cc.output_dir = tmp
+        cc.target_cpu = "host"  # built where it runs; a copy to another CPU model must rebuild
+        cc.verbose = verbose
+        for modname, sigs in SIGNATURES.items():
+            module = importlib.import_module(modname)
+            for fname, sig in sigs.items():
+                kernel = getattr(module, fname)
+                if isinstance(kernel, jit.Kernel):
+                    jit.jit_dispatcher(kernel)  # the module's kernels become dispatchers
+                cc.export(fname, sig)(kernel.py_func)
         old = os.getcwd()
         os.chdir(tmp)  # pycc leaves temporary files in the working folder
         try:
             cc.compile()
         finally:
             os.chdir(old)
-    built = sorted(out_dir.glob(name + ".*"), key=lambda p: p.stat().st_mtime)
-    so = [p for p in built if p.suffix in (".so", ".pyd")][-1]
-    (out_dir / (name + ".sha256")).write_text(digest + "\n")
+        built = [p for p in Path(tmp).glob(name + ".*") if p.suffix in (".so", ".pyd")]
+        if len(built) != 1:
+            raise RuntimeError(f"pycc built {built}, expected one extension module")
+        # rename into place: a process using the previous build keeps its file; the hash
+        # goes last, so a new process sees either the old hash (and takes the JIT when the
+        # sources changed) or the new pair
+        so = out_dir / built[0].name
+        staged = out_dir / f".{built[0].name}.{os.getpid()}"
+        shutil.copyfile(built[0], staged)
+        os.chmod(staged, 0o755)
+        os.replace(staged, so)
+        hash_tmp = out_dir / f".{name}.sha256.{os.getpid()}"
+        hash_tmp.write_text(digest + "\n")
+        os.replace(hash_tmp, out_dir / (name + ".sha256"))
     return so
 
 
