@@ -1,8 +1,8 @@
 """Highest SUSTAINED packet rate `flowdet live` keeps up with, and peers on the same stream.
 
     sudo .venv/bin/python benchmarks/live_throughput.py [--rates 50000,100000,200000,400000]
-        [--seconds 30] [--tools flowdet,dumpcap,tshark,nfstream] [--pin] [--slice N]
-        [--json out.json]
+        [--seconds 30] [--tools flowdet,dumpcap,tshark,nfstream] [--pin] [--nice -15]
+        [--slice N] [--past 0] [--src DIR] [--json out.json]
 
 Needs root (network namespaces) and tcpreplay (Debian: `apt-get install tcpreplay`).
 
@@ -53,7 +53,12 @@ receive path (softirq), which runs on the sender's CPU. `--pin` puts tcpreplay o
 and the receiver (with its dumpcap child) on CPU 0, so the receiver has exactly one core
 whatever the sender does; without it the scheduler shares both cores. The sender's
 achieved rate is always measured, and a step whose sender fell more than 5 % short of the
-target is marked so. Other work on the machine disturbs the numbers: repeat them.
+target is marked so. Other work on the machine disturbs the numbers: repeat them. With
+autogroups (Linux's default), other sessions get the same CPU share as ours whatever our
+`nice`, so `--nice` (default -15) sets the autogroup nice of the sender's and receivers'
+sessions; `--nice 0` shares the CPU with other work as it comes. `--src DIR` runs flowdet
+from another source tree (a `git archive` of a commit), to compare commits in one go while
+the working tree changes.
 """
 
 from __future__ import annotations
