@@ -255,6 +255,8 @@ class ScoringPipeline:
         self._pending: list[tuple[FlowBlock, np.ndarray]] = []
         self._n_pending = 0
         self.max_pending = max_pending
+        if early:  # live: the first alert must not wait for the explainer (numba, trees)
+            _ = self.explainer
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, batch: PacketBatch) -> list[Verdict]:
@@ -270,8 +272,9 @@ class ScoringPipeline:
 
     @functools.cached_property
     def explainer(self) -> Any:
-        """The DriverExplainer of the detector, made at the first alert: it flattens the
-        trees and its module loads numba, which a capture without alerts never needs."""
+        """The DriverExplainer of the detector, made at the first alert offline (it
+        flattens the trees and its module loads numba, which a capture without alerts never
+        needs) and at construction with `early` (live), so no alert waits for it."""
         from flowdet.drivers import DriverExplainer
 
         return DriverExplainer(self.detector)
