@@ -33,7 +33,11 @@ for cfg in (FlowConfig(), FlowConfig(max_flows=3).with_default_checkpoints()):
         digest.update(out.getvalue().encode())
         st = reader.stats
         digest.update(json.dumps([st.records, st.status, st.blocks, st.warnings]).encode())
-print(json.dumps({"kernels": jit.kernels_in_use(), "digest": digest.hexdigest()}))
+print(json.dumps({
+    "kernels": jit.kernels_in_use(),
+    "digest": digest.hexdigest(),
+    "numba": "numba" in sys.modules,
+}))
 """
 
 
@@ -84,25 +88,68 @@ def _mixed_pcap(path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
-def test_aot_build_gives_the_jit_records(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ahead-of-time build for this module's tests (~30-60 s CPU)."""
     from flowdet.capture import aot
 
+    where = tmp_path_factory.mktemp("aot")
+    so = aot.build(where)
+    assert so.exists()
+    return where
+
+
+@pytest.mark.slow
+def test_aot_build_gives_the_jit_records(tmp_path: Path, build: Path) -> None:
     sample_pcaps = sorted((REPO / "pcaps").glob("*.pcapng"))
     assert sample_pcaps, "the shipped sample captures are missing"
     sample_pcaps.append(_mixed_pcap(tmp_path / "mixed.pcap"))
-    so = aot.build(tmp_path / "build")
-    assert so.exists()
-    build = tmp_path / "build"
     assert (build / jit.AOT_HASH_FILE.name).read_text().strip() == jit.source_hash()
     caps = [str(p) for p in sample_pcaps]
     built = _run({"FLOWDET_AOT_DIR": str(build), "FLOWDET_KERNELS": ""}, caps)
     jitted = _run({"FLOWDET_KERNELS": "jit"}, caps)
     assert built["kernels"] == "aot"
+    assert not built["numba"]  # every call matched the build's signatures: no JIT fallback
     assert jitted["kernels"] == "jit"
     assert built["digest"] == jitted["digest"]
     # a build whose recorded hash is not that of the sources is never used
-    (build / jit.AOT_HASH_FILE.name).write_text("0" * 64 + "\n")
-    stale = _run({"FLOWDET_AOT_DIR": str(build), "FLOWDET_KERNELS": ""}, caps)
+    hash_file = build / jit.AOT_HASH_FILE.name
+    recorded = hash_file.read_text()
+    hash_file.write_text("0" * 64 + "\n")
+    try:
+        stale = _run({"FLOWDET_AOT_DIR": str(build), "FLOWDET_KERNELS": ""}, caps)
+    finally:
+        hash_file.write_text(recorded)
     assert stale["kernels"] == "jit"
     assert stale["digest"] == jitted["digest"]
+
+
+STRIDED = """
+import json, sys
+import numpy as np
+from flowdet.capture import jit, walk
+buf = np.zeros(400, np.uint8)
+view = buf[1::2]  # not contiguous: pycc would read it as if it were
+view[8] = 5  # caplen of the first record
+out = [np.empty(4, np.int64), np.empty(4, np.uint32), np.empty(4, np.uint32), np.empty(4, np.int64)]
+got = walk.walk_pcap(view, 0, 100, 1, False, False, 16, *out)
+ref = walk.walk_pcap(np.ascontiguousarray(view), 0, 100, 1, False, False, 16, *out)
+print(json.dumps({"kernels": jit.kernels_in_use(), "got": list(got), "ref": list(ref)}))
+"""
+
+
+@pytest.mark.slow
+def test_calls_unlike_the_build_take_the_jit(build: Path) -> None:
+    """pycc entry points do not check arguments: a strided array must not reach them."""
+    out = subprocess.run(
+        [sys.executable, "-c", STRIDED],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FLOWDET_AOT_DIR": str(build), "FLOWDET_KERNELS": ""},
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["kernels"] == "aot"
+    assert res["got"] == res["ref"] == [1, 21, 0, 0]

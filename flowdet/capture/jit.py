@@ -12,7 +12,9 @@ the same Python source through the same compiler, so results are the same (tests
 
 `@compiled` replaces `numba.njit(cache=True)` in those modules. The decorated name is a
 `Kernel`; calling it runs the ahead-of-time function when there is one, else numba's
-dispatcher. The first JIT use in a module turns every Kernel of that module into a numba
+dispatcher; pycc's entry points do not check their arguments, so every call is checked
+against the build's signature (flowdet.capture.aotsig) and any other dtype or layout takes
+the JIT. The first JIT use in a module turns every Kernel of that module into a numba
 dispatcher in the module's globals, so kernels calling each other compile as before.
 FLOWDET_KERNELS=jit forces the JIT path (tests, debugging); FLOWDET_AOT_DIR=DIR takes the
 build from DIR instead of the package (tests of the build).
@@ -58,6 +60,7 @@ _HASHED = (
     "capture/decode.py",
     "capture/batch.py",
     "capture/aot.py",
+    "capture/aotsig.py",
     "flows/kernel.py",
     "flows/layout.py",
     "flows/textkernel.py",
@@ -153,21 +156,99 @@ class Kernel:
     def _resolve(self) -> Callable[..., Any]:
         aot = aot_module()
         fast = getattr(aot, self.__name__, None) if aot is not None else None
-        if fast is None:
+        spec = _arg_spec(self.__module__, self.__name__) if fast is not None else None
+        if fast is None or spec is None:
             self._impl = jit_dispatcher(self)
             return self._impl
 
         def call(*args: Any) -> Any:
-            try:
+            # pycc's entry points take any array as the declared type: check, or crash
+            if _matches(spec, args):
                 return fast(*args)
-            except TypeError:  # arguments of another dtype or layout than the build's
-                return jit_dispatcher(self)(*args)
+            return jit_dispatcher(self)(*args)
 
         self._impl = call
         return call
 
     def __repr__(self) -> str:
         return f"<flowdet kernel {self.__module__}.{self.__name__}>"
+
+
+# numba type names of the signatures -> numpy dtypes
+_DTYPES = {
+    "u1": "uint8",
+    "u2": "uint16",
+    "u4": "uint32",
+    "u8": "uint64",
+    "i1": "int8",
+    "i2": "int16",
+    "i4": "int32",
+    "i8": "int64",
+    "f8": "float64",
+    "b1": "bool",
+}
+
+
+def _parse_type(sig: str, i: int) -> tuple[Any, int]:
+    """One type of a numba signature string at sig[i:]: ("a", dtype, ndim), ("t", [items])
+    or ("s", name); returns it and the index after it."""
+    if sig.startswith("Tuple((", i):
+        items: list[Any] = []
+        i += 7
+        while True:
+            t, i = _parse_type(sig, i)
+            items.append(t)
+            if sig.startswith("))", i):
+                return ("t", items), i + 2
+            i += 2  # ", "
+    if sig.startswith("UniTuple(", i):
+        t, i = _parse_type(sig, i + 9)
+        end = sig.index(")", i)
+        return ("t", [t] * int(sig[i + 2 : end])), end + 1
+    j = i
+    while j < len(sig) and sig[j].isalnum():
+        j += 1
+    name = sig[i:j]
+    if j < len(sig) and sig[j] == "[":
+        end = sig.index("]", j)
+        import numpy as np
+
+        return ("a", np.dtype(_DTYPES[name]), sig[j:end].count(",") + 1), end + 1
+    return ("s", name), j
+
+
+def _arg_spec(module: str, name: str) -> Any:
+    """The argument types of a kernel's ahead-of-time signature, or None if it has none."""
+    from flowdet.capture.aotsig import SIGNATURES
+
+    sig = SIGNATURES.get(module, {}).get(name)
+    if sig is None:
+        return None
+    _, i = _parse_type(sig, 0)  # the return type
+    return _parse_type("Tuple(" + sig[i:] + ")", 0)[0]
+
+
+def _matches(spec: Any, value: Any) -> bool:
+    kind = spec[0]
+    if kind == "a":
+        return (
+            type(value).__name__ == "ndarray"
+            and value.dtype == spec[1]
+            and value.ndim == spec[2]
+            and value.flags.c_contiguous
+        )
+    if kind == "t":
+        items = spec[1]
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(items)
+            and all(_matches(t, v) for t, v in zip(items, value, strict=True))
+        )
+    import numpy as np
+
+    if spec[1] == "b1":
+        return isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_)
 
 
 def compiled(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
