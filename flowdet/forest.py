@@ -102,6 +102,9 @@ class Forest:
             )
         ):
             raise ModelError("forest arrays are inconsistent (node or feature index out of range)")
+        # ~10 ms, done here rather than at the first prediction: live, that is the first
+        # alert, which should not wait for it
+        self._exits = ExitTables.build(self)
 
     # -- the scikit-learn estimator interface flowdet uses ------------------------------------
     @property
