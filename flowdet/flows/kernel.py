@@ -6,8 +6,9 @@ close state machine that ends one flow and starts the next on the same key). A n
 version needs a sort by flow plus one segmented reduction per statistic and still cannot
 express "this FIN ends the flow, the next SYN starts another" without a second pass; the
 compiled loop is one pass over the batch in timestamp order, touching one state row per
-packet. Key hashing and the key -> slot map stay vectorised numpy + one dict lookup per
-distinct key per batch (see table.py).
+packet. Canonical keys and their hashes come from one compiled pass (batch_keys); the
+key -> slot map stays np.unique of the hashes + one dict lookup per distinct key per batch
+(see table.py).
 
 All functions return an index to resume from when an output buffer or the payload pool is
 full, so buffers stay small and the Python side grows them without losing a packet.
