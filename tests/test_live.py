@@ -38,7 +38,10 @@ def _run(args: list[str], timeout: float = 120, **kw) -> subprocess.CompletedPro
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The flow records of a JSON lines file (live's `stats` records are tested in
+    tests/test_live_stats.py)."""
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in recs if r["event_type"] != "stats"]
 
 
 def _ts(iso: str) -> float:
@@ -373,6 +376,10 @@ def test_dumpcap_dying_is_one_line_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     after = [ln for ln in lines if ln is not started]
     assert len(after) == 1 and after[0].startswith("flowdet: live: dumpcap was killed"), lines
+    # the JSON lines end with a final stats record that says why it stopped
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["event_type"] == "stats" and last["stats_event"] == "final", last
+    assert last["stopped_by"].startswith("error: live: dumpcap was killed"), last
 
 
 def test_on_alert_gets_json_and_a_hung_command_is_killed(corpus: Path, tmp_path: Path) -> None:

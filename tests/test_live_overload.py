@@ -9,6 +9,7 @@ depends on timing: the drops follow from the sizes, and the checks are exact cou
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import subprocess
 import sys
@@ -124,11 +125,13 @@ def test_overload_drops_are_counted_and_reported(veth: tuple[str, str], tmp_path
     gate = threading.Event()
     pipe = HeldPipeline(gate)
     err = io.StringIO()
+    jsonl = io.StringIO()
     loop = LiveLoop(
         DumpcapSource(cap),
         pipe,
-        Sinks([JsonlLiveSink(io.StringIO())]),
+        Sinks([JsonlLiveSink(jsonl)]),
         status_every=0.05,
+        stats_every=0.05,
         err=err,
         queue_batches=1,
         linger=0.0,  # scoring holds the first batch as it is
@@ -202,3 +205,16 @@ def test_overload_drops_are_counted_and_reported(veth: tuple[str, str], tmp_path
     assert "scoring was behind the capture" in summary
     # while it ran, the status lines said that scoring was behind
     assert "BEHIND: the capture waited on scoring" in err.getvalue()
+    # and so did the stats records in the JSON lines, where a SIEM reads them: behind while
+    # running (dumpcap's drops not known yet), the exact drops in the final record
+    stats = [json.loads(line) for line in jsonl.getvalue().splitlines()]
+    assert all(r["event_type"] == "stats" for r in stats)  # all benign: no alert records
+    *running, final = stats
+    assert any(r["behind_share"] > 0 for r in running), running
+    assert all(r["dumpcap_dropped"] is None for r in running)
+    assert final["stats_event"] == "final"
+    assert final["dumpcap_received"] == f.received == final["pkts_read"] == final["pkts_scored"]
+    assert final["dumpcap_dropped"] == f.dropped + f.ifdrop > 0
+    assert final["dumpcap_interfaces"][0]["kernel"] == f.kernel > 0
+    assert final["behind_s"] == pytest.approx(loop.stats.reader_waited, abs=1e-3)
+    assert final["behind_s"] > 0

@@ -10,6 +10,7 @@ import click
 from flowdet.errors import FlowdetError
 from flowdet.live.events import live_fields_markdown
 from flowdet.live.sinks import LIVE_FORMATS
+from flowdet.live.stats import stats_fields_markdown
 
 
 @click.command("live")
@@ -123,6 +124,15 @@ from flowdet.live.sinks import LIVE_FORMATS
     help="Status line on stderr every S s (0: off).",
 )
 @click.option(
+    "--stats-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="With --format jsonl: a 'stats' record (capture, decode, drops, alerts) every S s "
+    "and one at exit (0: only the one at exit).",
+)
+@click.option(
     "--buffer-mib",
     type=click.IntRange(1, 4096),
     default=64,
@@ -133,7 +143,8 @@ from flowdet.live.sinks import LIVE_FORMATS
     "--fields",
     "show_fields",
     is_flag=True,
-    help="Print the fields live adds to `flowdet score` records and exit.",
+    help="Print the fields live adds to `flowdet score` records, and those of its stats "
+    "records, and exit.",
 )
 def live_command(
     ifaces: tuple[str, ...],
@@ -152,6 +163,7 @@ def live_command(
     thresholds: tuple[str, ...],
     tick: float,
     status_interval: float,
+    stats_interval: float,
     buffer_mib: int,
     show_fields: bool,
 ) -> int:
@@ -163,7 +175,10 @@ def live_command(
     An alert is written once, at the earliest checkpoint over the threshold; an
     "alert_update" record follows if its label changes or its score rises; a "flow_end"
     record when an alerted flow ends. Records are `flowdet score` records plus
-    verdict_stage, alert_event, checkpoint and emitted (`--fields`).
+    verdict_stage, alert_event, checkpoint and emitted (`--fields`). With --format jsonl,
+    "stats" records (packets read, decoded, skipped, scored; dumpcap's and the
+    interface's drops; time scoring was behind; flows; alerts) come every
+    --stats-interval seconds and once at exit.
 
     A status line goes to stderr every few seconds; Ctrl-C or SIGTERM stops dumpcap,
     writes the final records of open flows and a summary, and exits 0. A missing
@@ -173,6 +188,8 @@ def live_command(
     """
     if show_fields:
         click.echo(live_fields_markdown(), nl=False)
+        click.echo("\n`stats` records (--format jsonl):\n")
+        click.echo(stats_fields_markdown(), nl=False)
         return 0
     if bool(ifaces) == bool(read):
         raise FlowdetError("live: give -i IFACE (one or more) or --read CAPTURE, not both")
@@ -189,7 +206,7 @@ def live_command(
         return _run_live(
             ifaces, read, realtime, speed, bpf, fmt, output, on_alert, on_alert_timeout,
             alert_pcap, alert_pcap_ring, duration, model, thresholds, tick, status_interval,
-            buffer_mib, stop,
+            stats_interval, buffer_mib, stop,
         )  # fmt: skip
 
 
@@ -210,6 +227,7 @@ def _run_live(
     thresholds: tuple[str, ...],
     tick: float,
     status_interval: float,
+    stats_interval: float,
     buffer_mib: int,
     stop: Any,
 ) -> int:
@@ -253,6 +271,7 @@ def _run_live(
         sinks,
         tick=tick,
         status_every=status_interval,
+        stats_every=stats_interval,
         duration=duration,
         # live: wait up to 50 ms for a few thousand packets before scoring (cheaper per
         # packet); a replay is paced by the file, or fills the queue at full speed anyway

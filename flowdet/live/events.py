@@ -110,6 +110,7 @@ class LivePipeline(ScoringPipeline):
         self._reported: dict[int, tuple[str, float]] = {}  # flow_id -> last (label, score)
         self._scored: ScoredBlock | None = None
         self.events: dict[str, int] = {EV_ALERT: 0, EV_UPDATE: 0, EV_END: 0}
+        self.alert_labels: dict[str, int] = {}  # "alert" events by label (stats records)
 
     @property
     def alerted_open(self) -> int:
@@ -205,4 +206,7 @@ class LivePipeline(ScoringPipeline):
             self.explain(new_verdicts, X[new_rows])
         for ev in out:
             self.events[ev.event] += 1
+            if ev.event == EV_ALERT:
+                lab_ = ev.verdict.label
+                self.alert_labels[lab_] = self.alert_labels.get(lab_, 0) + 1
         return out

@@ -237,6 +237,7 @@ class LiveLab:
         return [
             s
             for s in recs
-            if s.record["dest_port"] == server_port
+            if s.record["event_type"] != "stats"  # capture health, no flow
+            and s.record["dest_port"] == server_port
             and (server_ip is None or s.record["dest_ip"] == server_ip)
         ]

@@ -15,6 +15,7 @@ at most that old, so the table's clock never runs ahead of packets still to come
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import signal
 import sys
@@ -27,12 +28,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from flowdet.capture import open_capture
-from flowdet.capture.batch import PacketBatch
+from flowdet.capture.batch import PacketBatch, Status
 from flowdet.errors import FlowdetError
 from flowdet.live.coalesce import join_batches
 from flowdet.live.dumpcap import DumpcapCapture, proc_net_dev_drops
-from flowdet.live.events import LiveEvent, LivePipeline, live_record
+from flowdet.live.events import LiveEvent, LivePipeline, live_record, now_iso
 from flowdet.live.sinks import AlertCommand, AlertPcaps
+from flowdet.live.stats import N_STATUS, SKIP_REASONS, RxCounters, proc_net_dev_rx
 
 NS = 1_000_000_000
 _EOF = object()
@@ -104,6 +106,21 @@ class LiveSource:
         """Packets the source lost before flowdet read them (None: not known)."""
         return None
 
+    def counters(self, scored: int) -> dict[str, Any]:
+        """The capture fields of a stats record (flowdet.live.stats); null: not known here."""
+        return dict.fromkeys(_CAPTURE_FIELDS)
+
+
+_CAPTURE_FIELDS = (
+    "dumpcap_captured",
+    "dumpcap_unscored",
+    "dumpcap_received",
+    "dumpcap_dropped",
+    "dumpcap_interfaces",
+    "if_rx_packets",
+    "if_rx_dropped",
+)
+
 
 class DumpcapSource(LiveSource):
     lossy = True
@@ -114,10 +131,12 @@ class DumpcapSource(LiveSource):
         self.name = "live:" + "+".join(cap.ifaces)
         self.reader: Any = None
         self._base_drops: int | None = None
+        self._base_rx: RxCounters | None = None
 
     def start(self) -> None:
         self.cap.start()
         self._base_drops = proc_net_dev_drops(self.cap.ifaces)
+        self._base_rx = proc_net_dev_rx(self.cap.ifaces)
 
     def started(self) -> str:
         return f"capturing on {', '.join(self.cap.ifaces)} (dumpcap pid {self.cap.pid})"
@@ -173,6 +192,21 @@ class DumpcapSource(LiveSource):
     def dropped(self) -> int | None:
         fin = self.cap.status.final
         return sum(f.dropped + f.ifdrop for f in fin) if fin else None
+
+    def counters(self, scored: int) -> dict[str, Any]:
+        captured = self.cap.status.captured
+        fin = list(self.cap.status.final)
+        rx = proc_net_dev_rx(self.cap.ifaces)
+        base = self._base_rx
+        return {
+            "dumpcap_captured": captured,
+            "dumpcap_unscored": max(0, captured - scored),
+            "dumpcap_received": sum(f.received for f in fin) if fin else None,
+            "dumpcap_dropped": self.dropped(),
+            "dumpcap_interfaces": [dataclasses.asdict(f) for f in fin] if fin else None,
+            "if_rx_packets": rx.packets - base.packets if rx and base else None,
+            "if_rx_dropped": rx.dropped - base.dropped if rx and base else None,
+        }
 
 
 class ReplaySource(LiveSource):
@@ -262,6 +296,8 @@ class LiveStats:
     records_written: int = 0
     started: float = field(default_factory=time.monotonic)
     stopped_by: str = ""
+    # decode outcome (Status) of the packets read, counted with `read` under one lock
+    read_status: np.ndarray = field(default_factory=lambda: np.zeros(N_STATUS, np.int64))
 
 
 @dataclass(slots=True)
@@ -287,9 +323,14 @@ class LiveLoop:
         linger: float = 0.0,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         stop: threading.Event | None = None,
+        stats_every: float = 0.0,
     ) -> None:
         self.source, self.pipe, self.sinks = source, pipe, sinks
         self.tick, self.status_every, self.duration = tick, status_every, duration
+        self.stats_every = stats_every  # seconds between stats records; 0: only the final one
+        self._count_lock = threading.Lock()
+        self._last_stats = time.monotonic()
+        self._stats_waited = 0.0
         self.linger = linger
         self.err = err or sys.stderr
         self.stats = LiveStats()
@@ -322,7 +363,10 @@ class LiveLoop:
     def _read(self) -> None:
         try:
             for b in self.source.batches():
-                self.stats.read += len(b)
+                by_status = np.bincount(b.status, minlength=N_STATUS)[:N_STATUS]
+                with self._count_lock:  # a stats record reads both at once
+                    self.stats.read += len(b)
+                    self.stats.read_status += by_status
                 try:
                     self._q.put_nowait(b)
                     continue
@@ -360,12 +404,18 @@ class LiveLoop:
             self.err.flush()
             try:
                 return self._run()
+            except FlowdetError as exc:
+                if not self.stats.stopped_by:  # the final stats record says why
+                    self.stats.stopped_by = f"error: {exc}"
+                raise
             finally:
-                self.source.close()
+                self.source.close()  # dumpcap has stopped: its final counts are in
                 if self.sinks.command is not None:
                     self.sinks.command.close()
                 if self.sinks.pcaps is not None:
                     self.sinks.pcaps.close()
+                with contextlib.suppress(OSError, ValueError):  # never hide the real error
+                    self._write_stats(final=True)
                 for w in self.sinks.writers:
                     w.close()
 
@@ -375,6 +425,7 @@ class LiveLoop:
         t0 = time.monotonic()
         next_tick = t0 + self.tick
         next_status = t0 + self.status_every if self.status_every > 0 else float("inf")
+        next_stats = t0 + self.stats_every if self.stats_every > 0 else float("inf")
         stop_sent_at: float | None = None
         last_pkts, last_status = 0, t0
         while True:
@@ -390,7 +441,7 @@ class LiveLoop:
                 self._reader_abandon = True  # the reader hangs on a dead source: give up on it
                 self._warn("the capture reader did not finish within 10 s of the stop; abandoned")
                 break
-            wait = max(0.0, min(next_tick, next_status) - now)
+            wait = max(0.0, min(next_tick, next_status, next_stats) - now)
             try:
                 item = self._q.get(timeout=wait)
             except queue.Empty:
@@ -410,6 +461,9 @@ class LiveLoop:
                 rate = (pk - last_pkts) / max(now - last_status, 1e-9)
                 self._status(rate, now - last_status)
                 last_pkts, last_status, next_status = pk, now, now + self.status_every
+            if now >= next_stats:
+                self._write_stats(final=False)
+                next_stats = now + self.stats_every
         if self._reader_error is not None and not self._stop.is_set():
             exc = self._reader_error
             reason = self.source.failure()
@@ -509,10 +563,14 @@ class LiveLoop:
         )
         self.err.flush()
 
+    def _waited_total(self) -> float:
+        """Seconds the reader has waited on a full queue, including a wait going on now."""
+        since = self.waiting_since  # the reader is waiting right now
+        return self.stats.reader_waited + (time.monotonic() - since if since else 0.0)
+
     def _behind(self, interval: float) -> str:
         """The back-pressure of the last interval, in words, or "" when there was none."""
-        since = self.waiting_since  # the reader is waiting right now
-        total = self.stats.reader_waited + (time.monotonic() - since if since else 0.0)
+        total = self._waited_total()
         waited = total - self._waited_reported
         self._waited_reported = total
         if waited <= 0.0:
@@ -526,6 +584,61 @@ class LiveLoop:
 
     _waited_reported = 0.0
     waiting_since: float | None = None  # set by the reader while it waits on a full queue
+
+    def stats_record(self, final: bool) -> dict[str, Any]:
+        """A `stats` record (fields and their meaning: flowdet.live.stats.STATS_FIELDS)."""
+        now = time.monotonic()
+        st, ps, ev = self.stats, self.pipe.stats, self.pipe.events
+        with self._count_lock:
+            read, by_status = st.read, st.read_status.copy()
+        scored = st.packets
+        interval = now - self._last_stats
+        self._last_stats = now
+        rec: dict[str, Any] = {
+            "timestamp": now_iso(),
+            "event_type": "stats",
+            "pcap_filename": self.source.name,
+            "stats_event": "final" if final else "interval",
+            "uptime": round(now - st.started, 3),
+            "interval": round(interval, 3),
+            "pkts_read": read,
+            "pkts_decoded": int(by_status[Status.OK] + by_status[Status.FRAGMENT]),
+            "pkts_fragments": int(by_status[Status.FRAGMENT]),
+            "pkts_skipped": {k: int(by_status[s]) for k, s in SKIP_REASONS.items()},
+            "pkts_scored": scored,
+            "pkts_queued": read - scored,
+        }
+        rec.update(self.source.counters(scored))
+        if self.source.lossy:
+            total = self._waited_total()
+            behind = total - self._stats_waited
+            self._stats_waited = total
+            rec["behind_s"] = round(total, 3)
+            rec["behind_share"] = round(min(1.0, behind / max(interval, 1e-9)), 4)
+        else:
+            rec["behind_s"] = rec["behind_share"] = None
+        rec.update(
+            flows_open=self.pipe.table.live_flows,
+            flows_ended=ps.flows,
+            records_scored=ps.records,
+            records_written=st.records_written,
+            alerts=ev["alert"],
+            alert_updates=ev["alert_update"],
+            flow_ends=ev["flow_end"],
+            alerts_by_label=dict(sorted(self.pipe.alert_labels.items())),
+            final_alerts_by_label=dict(sorted(ps.alerts.items())),
+            retracted=ps.retracted,
+            stopped_by=self.stopped_by if final else None,
+        )
+        return rec
+
+    def _write_stats(self, final: bool) -> None:
+        writers = [w for w in self.sinks.writers if hasattr(w, "write_stats")]
+        if not writers:
+            return
+        rec = self.stats_record(final)
+        for w in writers:
+            w.write_stats(rec)
 
     def _overload_summary(self) -> list[str]:
         """Packets lost to overload, said loudly: a detector that missed traffic must say so."""

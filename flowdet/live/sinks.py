@@ -56,6 +56,9 @@ class TerminalLiveSink:
         self.out.write(line + "".join(f"    - {r}\n" for r in reasons))
         self.out.flush()
 
+    def write_stats(self, rec: dict[str, Any]) -> None:
+        """Stats records are for machines reading JSON lines; a person has the status line."""
+
     def close(self) -> None:
         self.out.flush()
 
@@ -65,6 +68,12 @@ class JsonlLiveSink:
         self.out = out
 
     def write(self, ev: LiveEvent, rec: dict[str, Any]) -> None:
+        self._line(rec)
+
+    def write_stats(self, rec: dict[str, Any]) -> None:
+        self._line(rec)
+
+    def _line(self, rec: dict[str, Any]) -> None:
         self.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         self.out.flush()
 
