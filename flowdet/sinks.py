@@ -248,15 +248,20 @@ def _rows_text(block: FlowBlock, names: list[str], json_lines: bool) -> memoryvi
         # one repr per distinct value over all float columns (bit pattern: -0.0 stays apart)
         bits = np.stack(float_cols).astype(np.float64).view(np.int64)
         uniq, inv = np.unique(bits, return_inverse=True)
-        reprs = [repr(x) for x in uniq.view(np.float64).tolist()]
+        values = uniq.view(np.float64)
+        # most values are short decimals the kernel writes itself; repr() for the rest
+        dmant, dexp = TK.shortest_decimals(values)
+        reprs = [
+            repr(x) if e < 0 else "" for x, e in zip(values.tolist(), dexp.tolist(), strict=True)
+        ]
         dbuf = np.frombuffer("".join(reprs).encode("ascii"), np.uint8)
         dlen = np.fromiter(map(len, reprs), np.int64, len(reprs))
         dstart = np.cumsum(dlen) - dlen
         fidx = np.ascontiguousarray(inv.reshape(len(float_cols), n).T)
-        widths += int(dlen.max()) * len(float_cols)
+        widths += max(int(dlen.max()), TK.DECIMAL_WIDTH) * len(float_cols)
     else:
         dbuf = np.zeros(0, np.uint8)
-        dlen = dstart = np.zeros(0, np.int64)
+        dlen = dstart = dmant = dexp = np.zeros(0, np.int64)
         fidx = np.zeros((n, 0), np.int64)
     lit = np.frombuffer(b"".join(lits), np.uint8)
     row_lits = int(pre[:, 1].sum() + post[:, 1].sum()) + int(null_end[1] + null_end[3])
@@ -277,6 +282,8 @@ def _rows_text(block: FlowBlock, names: list[str], json_lines: bool) -> memoryvi
         dstart,
         dlen,
         dbuf,
+        dmant,
+        dexp,
         np.ascontiguousarray(block.seqm),
         np.ascontiguousarray(block.seqi),
         np.ascontiguousarray(block.s[:, L.NPK]),

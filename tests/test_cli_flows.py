@@ -164,7 +164,7 @@ def test_sinks_write_exactly_the_records():
     assert out.getvalue() == ref.getvalue()  # byte for byte what the csv module writes
 
 
-def _one_column(kind: int, ints=None, floats=None) -> list[str]:
+def _one_column(kind: int, ints=None, floats=None, decimals: bool = False) -> list[str]:
     """Rows written by the compiled CSV writer for a single column of one kind."""
     import numpy as np
 
@@ -178,9 +178,14 @@ def _one_column(kind: int, ints=None, floats=None) -> list[str]:
         dstart = np.cumsum(dlen) - dlen
         fidx = inv.reshape(-1, 1).astype(np.int64)
         ints = np.zeros((len(floats), 0), np.int64)
+        if decimals:
+            dmant, dexp = TK.shortest_decimals(uniq.view(np.float64))
+        else:  # every float as its repr text
+            dmant, dexp = np.zeros(len(reprs), np.int64), np.full(len(reprs), -1, np.int64)
     else:
         ints = np.asarray(ints, np.int64).reshape(-1, 1)
         dbuf, dlen, dstart = np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        dmant = dexp = np.zeros(0, np.int64)
         fidx = np.zeros((ints.shape[0], 0), np.int64)
     n = ints.shape[0]
     empty = np.zeros((n, 0), np.int64)
@@ -201,6 +206,8 @@ def _one_column(kind: int, ints=None, floats=None) -> list[str]:
         dstart,
         dlen,
         dbuf,
+        dmant,
+        dexp,
         np.zeros((n, 0), np.int32),
         np.zeros((n, 0), np.int64),
         np.zeros(n, np.int64),
@@ -218,6 +225,18 @@ def test_compiled_csv_cells_are_those_of_the_csv_module():
 
     floats = [0.0, -0.0, 1e-05, 1e16, 0.1, 0.1, 2.5, float("nan"), 1785708134.1245298]
     assert _one_column(TK.K_FLOAT, floats=np.array(floats)) == [repr(v) for v in floats]
+    # the short decimals the kernel writes itself (shortest_decimals): exactly repr's text
+    rng = random.Random(3)
+    many = [0.0, -0.0, 1e-4, 9.99e-5, 1e16, 9999999999999998.0, 1 / 3, -4.75, 123.0, 5e-324]
+    many += [float("inf"), 1e15 + 0.5, 0.30000000000000004, 1785068717.417952]
+    for _ in range(3000):
+        many.append(rng.random() * 10 ** rng.randint(-5, 17))
+        many.append(round(rng.random() * 10 ** rng.randint(0, 10), rng.randint(0, 9)))
+        many.append(rng.randint(0, 2**40) / 1e6)
+        many.append(float(np.float64(rng.randint(10**17, 2 * 10**18))) / 1e9)
+    _, exp = TK.shortest_decimals(np.array(many))
+    assert (exp >= 0).sum() > len(many) // 2  # most are written by the kernel
+    assert _one_column(TK.K_FLOAT, floats=np.array(many), decimals=True) == [repr(v) for v in many]
     ints = [3, -1, 3, 0, 2**62, -(2**63) + 1, 2**63 - 1, 10, 99, 100]
     assert _one_column(TK.K_INT, ints=ints) == [str(v) for v in ints]
     assert _one_column(TK.K_INT_NULL, ints=[TK.NULL_INT, 8, 0]) == ["", "8", "0"]

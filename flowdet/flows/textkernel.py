@@ -34,11 +34,52 @@ NULL_INT = np.iinfo(np.int64).min
 NS_EXACT_LIMIT = 10**15
 INT_WIDTH = 20  # widest int64 text
 NS_WIDTH = 24  # widest K_NS text
+DECIMAL_WIDTH = 40  # widest shortest_decimals text: sign, 16 digits, point, 21 zeros
 
 # Literal texts of a packet sequence, in one buffer that callers append to theirs at offset 0.
 SEQ_LITERALS = b'{"dir":[' + b'],"len":[' + b'],"iat":[' + b'],"flags":['
 SEQ_LIT_START = np.array([0, 8, 17, 26], np.int64)
 SEQ_LIT_LEN = np.array([8, 9, 9, 11], np.int64)
+
+
+def shortest_decimals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c, k) with repr(v) == the decimal c * 10^-k in fixed notation, k = -1 where not found.
+
+    repr() gives the shortest decimal that reads back as v. For 1e-4 <= |v| < 1e16 (fixed
+    notation) it is the k-fractional-digit decimal nearest to v for the smallest k at which
+    that decimal reads back as v. With c an integer below 2^53 and 10^k exact (k <= 22), c /
+    10^k in float64 is correctly rounded, so `c / 10**k == v` is exactly "reads back as v".
+    c = rint(v * 10^k) may be off by one, so c - 1, c, c + 1 are tried; when two of them read
+    back (possible where 10^-k is under one ulp), or once c reaches 2^53 (17 digits), the
+    value is left to repr(). -0.0, 0.0 handled apart; nan and inf are left to repr().
+    """
+    v = np.asarray(values, dtype=np.float64)
+    mant = np.zeros(v.shape[0], np.int64)
+    exp = np.full(v.shape[0], -1, np.int64)
+    a = np.abs(v)
+    zero = (v == 0) & ~np.signbit(v)
+    exp[zero] = 0
+    todo = np.flatnonzero(np.isfinite(v) & (a >= 1e-4) & (a < 1e16))
+    limit = float(2**53)
+    for k in range(23):
+        if todo.shape[0] == 0:
+            break
+        x = v[todo]
+        p = 10.0**k
+        c0 = np.rint(x * p)
+        hits = np.zeros(todo.shape[0], np.int64)
+        chosen = np.zeros(todo.shape[0])
+        for delta in (-1.0, 0.0, 1.0):
+            c = c0 + delta
+            ok = (np.abs(c) < limit) & (c / p == x)
+            hits += ok
+            chosen = np.where(ok, c, chosen)
+        one = hits == 1
+        mant[todo[one]] = chosen[one].astype(np.int64)
+        exp[todo[one]] = k
+        # found (or ambiguous: repr decides), or past 16 digits: stop looking
+        todo = todo[(hits == 0) & (np.abs(c0) < limit)]
+    return mant, exp
 
 
 @compiled(inline="always")
@@ -126,6 +167,31 @@ def _put_ns(out, o, v):
     return o + width
 
 
+@compiled
+def _put_decimal(out, o, c, k):
+    """The decimal c * 10^-k in repr's fixed notation: "12.5", "0.0012", "3.0"."""
+    if c < 0:
+        out[o] = 45
+        o += 1
+        c = -c
+    if k == 0:
+        o = _put_uint(out, o, np.uint64(c))
+        out[o] = 46
+        out[o + 1] = 48
+        return o + 2
+    p = np.int64(1)
+    for _ in range(k):
+        p *= 10
+    o = _put_uint(out, o, np.uint64(c // p))
+    out[o] = 46
+    o += 1
+    frac = c % p
+    for q in range(k - 1, -1, -1):
+        out[o + q] = np.uint8(48 + frac % 10)
+        frac //= 10
+    return o + k
+
+
 @compiled(inline="always")
 def _put_lit(out, o, lit, a, n):
     for q in range(n):
@@ -176,6 +242,8 @@ def format_rows(
     dstart,
     dlen,
     dbuf,
+    dmant,
+    dexp,
     seqm,
     seqi,
     npk,
@@ -186,10 +254,11 @@ def format_rows(
     Column j: the literal pre[j] = (start, length) in `lit`, the value, the literal post[j].
     The value is kinds[j] of column src[j] of `ints` (K_INT, K_INT_NULL, K_NS; K_INTLIST:
     cnt[j] columns from src[j] as a JSON list), of tstart/tlen over tbuf (K_TEXT), of fidx
-    over dstart/dlen/dbuf (K_FLOAT), or the packet sequences seqm/seqi/npk (K_SEQ_FIRST,
-    K_SEQ_LAST). null_end = (start, length, start, length) of the null text and of the row
-    end. `ints` has a row per record even without columns; `out` must hold the longest
-    possible text (see flowdet.sinks).
+    over the distinct floats (K_FLOAT: dmant[d] * 10^-dexp[d] when dexp[d] >= 0, see
+    shortest_decimals, else the text dstart/dlen in dbuf), or the packet sequences
+    seqm/seqi/npk (K_SEQ_FIRST, K_SEQ_LAST). null_end = (start, length, start, length) of
+    the null text and of the row end. `ints` has a row per record even without columns;
+    `out` must hold the longest possible text (see flowdet.sinks).
     """
     n = ints.shape[0]
     m = kinds.shape[0]
@@ -211,7 +280,10 @@ def format_rows(
                 o = _put_lit(out, o, tbuf, tstart[i, c], tlen[i, c])
             elif k == K_FLOAT:
                 d = fidx[i, c]
-                o = _put_lit(out, o, dbuf, dstart[d], dlen[d])
+                if dexp[d] >= 0:
+                    o = _put_decimal(out, o, dmant[d], dexp[d])
+                else:
+                    o = _put_lit(out, o, dbuf, dstart[d], dlen[d])
             elif k == K_NS:
                 o = _put_ns(out, o, ints[i, c])
             elif k == K_INTLIST:
