@@ -27,6 +27,13 @@ from flowdet.alerts import (
     fields_markdown,
     model_name,
 )
+from flowdet.cli_options import (
+    fields_option,
+    model_option,
+    output_option,
+    progress_option,
+    threshold_option,
+)
 from flowdet.errors import CaptureError, FlowdetError, ModelError
 from flowdet.flows.config import FlowConfig
 from flowdet.pipeline import Featurizer, ScoreStats, ScoringPipeline, Verdict
@@ -291,7 +298,7 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
 
 @click.command("score")
 @click.argument("captures", nargs=-1, metavar="CAPTURE...")
-@click.option("--model", "model", default=None, metavar="M", help="Model file [default: shipped].")
+@model_option()
 @click.option(
     "--format",
     "fmt",
@@ -300,21 +307,9 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
     show_default=True,
     help="table: for people, sorted by score; jsonl: EVE-like records; csv: flat columns.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default="-",
-    help="Write here instead of stdout.",
-)
+@output_option()
 @click.option("--all-flows", is_flag=True, help="One record per flow, benign ones too.")
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="LABEL=P",
-    help="Override the model's threshold for a label (repeatable), e.g. mining=0.8.",
-)
+@threshold_option()
 @click.option(
     "--alert-pcap",
     type=click.Path(file_okay=False),
@@ -330,12 +325,10 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
     show_default=True,
     help="Score this many captures in parallel processes.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress line on stderr [default: only when stderr is a terminal; not with --jobs].",
+@progress_option(
+    "Progress line on stderr [default: only when stderr is a terminal; not with --jobs]."
 )
-@click.option("--fields", "show_fields", is_flag=True, help="Print the alert fields and exit.")
+@fields_option("Print the alert fields and exit.")
 def score_command(
     captures: tuple[str, ...],
     model: str | None,
