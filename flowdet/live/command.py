@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import click
 
+from flowdet.cli_options import fields_option, model_option, output_option, threshold_option
 from flowdet.errors import FlowdetError
 from flowdet.live.events import live_fields_markdown
 from flowdet.live.sinks import LIVE_FORMATS
 from flowdet.live.stats import stats_fields_markdown
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """The options of `flowdet live`, carried as one value from the command to the run.
+
+    Field names are the click parameter names: the command builds it from its keyword
+    arguments, so the option list is written here once, not again as each function's
+    parameters (a frozen value: nothing downstream changes an option)."""
+
+    ifaces: tuple[str, ...]
+    read: str | None
+    realtime: bool
+    speed: float
+    bpf: str | None
+    fmt: str
+    output: str
+    on_alert: str | None
+    on_alert_timeout: float
+    alert_pcap: str | None
+    alert_pcap_ring: int
+    duration: float | None
+    model: str | None
+    thresholds: tuple[str, ...]
+    tick: float
+    status_interval: float
+    stats_interval: float
+    buffer_mib: int
 
 
 @click.command("live")
@@ -56,13 +86,7 @@ from flowdet.live.stats import stats_fields_markdown
     show_default=True,
     help="table: lines for people; jsonl: EVE-like records.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default="-",
-    help="Write records here instead of stdout (flushed per record).",
-)
+@output_option("Write records here instead of stdout (flushed per record).")
 @click.option(
     "--on-alert",
     "on_alert",
@@ -99,14 +123,8 @@ from flowdet.live.stats import stats_fields_markdown
     metavar="S",
     help="Stop after S seconds.",
 )
-@click.option("--model", default=None, metavar="M", help="Model file [default: shipped].")
-@click.option(
-    "--threshold",
-    "thresholds",
-    multiple=True,
-    metavar="LABEL=P",
-    help="Override a label's threshold (repeatable), e.g. mining=0.8.",
-)
+@model_option()
+@threshold_option()
 @click.option(
     "--tick",
     type=click.FloatRange(min=0.05, max=10),
@@ -139,34 +157,11 @@ from flowdet.live.stats import stats_fields_markdown
     show_default=True,
     help="dumpcap's kernel capture buffer (MiB).",
 )
-@click.option(
-    "--fields",
-    "show_fields",
-    is_flag=True,
-    help="Print the fields live adds to `flowdet score` records, and those of its stats "
-    "records, and exit.",
+@fields_option(
+    "Print the fields live adds to `flowdet score` records, and those of its stats "
+    "records, and exit."
 )
-def live_command(
-    ifaces: tuple[str, ...],
-    read: str | None,
-    realtime: bool,
-    speed: float,
-    bpf: str | None,
-    fmt: str,
-    output: str,
-    on_alert: str | None,
-    on_alert_timeout: float,
-    alert_pcap: str | None,
-    alert_pcap_ring: int,
-    duration: float | None,
-    model: str | None,
-    thresholds: tuple[str, ...],
-    tick: float,
-    status_interval: float,
-    stats_interval: float,
-    buffer_mib: int,
-    show_fields: bool,
-) -> int:
+def live_command(show_fields: bool, **options: Any) -> int:
     """Score flows on a live interface while their connections are open.
 
     dumpcap captures IFACE (pcapng on a pipe) and flowdet decodes it with the reader used
@@ -191,11 +186,12 @@ def live_command(
         click.echo("\n`stats` records (--format jsonl):\n")
         click.echo(stats_fields_markdown(), nl=False)
         return 0
-    if bool(ifaces) == bool(read):
+    opts = LiveSettings(**options)
+    if bool(opts.ifaces) == bool(opts.read):
         raise FlowdetError("live: give -i IFACE (one or more) or --read CAPTURE, not both")
-    if read and bpf:
+    if opts.read and opts.bpf:
         raise FlowdetError("live: --bpf applies to interfaces, not to --read")
-    if realtime and not read:
+    if opts.realtime and not opts.read:
         raise FlowdetError("live: --realtime applies to --read")
     import threading
 
@@ -203,34 +199,10 @@ def live_command(
 
     stop = threading.Event()
     with stop_on_signals(stop):
-        return _run_live(
-            ifaces, read, realtime, speed, bpf, fmt, output, on_alert, on_alert_timeout,
-            alert_pcap, alert_pcap_ring, duration, model, thresholds, tick, status_interval,
-            stats_interval, buffer_mib, stop,
-        )  # fmt: skip
+        return _run_live(opts, stop)
 
 
-def _run_live(
-    ifaces: tuple[str, ...],
-    read: str | None,
-    realtime: bool,
-    speed: float,
-    bpf: str | None,
-    fmt: str,
-    output: str,
-    on_alert: str | None,
-    on_alert_timeout: float,
-    alert_pcap: str | None,
-    alert_pcap_ring: int,
-    duration: float | None,
-    model: str | None,
-    thresholds: tuple[str, ...],
-    tick: float,
-    status_interval: float,
-    stats_interval: float,
-    buffer_mib: int,
-    stop: Any,
-) -> int:
+def _run_live(opts: LiveSettings, stop: Any) -> int:
     from flowdet.alerts import model_name
     from flowdet.live.dumpcap import DumpcapCapture
     from flowdet.live.events import LivePipeline
@@ -239,43 +211,45 @@ def _run_live(
     from flowdet.score import load_detector
     from flowdet.verdicts import parse_thresholds
 
-    if ifaces:
+    if opts.ifaces:
         from flowdet.interfaces import check_can_capture, find_dumpcap
 
         # fail in a second on a missing interface or no permission, before the model loads
         dumpcap = find_dumpcap()
-        for iface in dict.fromkeys(ifaces):
+        for iface in dict.fromkeys(opts.ifaces):
             check_can_capture(iface, dumpcap, prefix="live: ")
-    detector = load_detector(model)
-    thr = parse_thresholds(thresholds, tuple(detector.classes))
+    detector = load_detector(opts.model)
+    thr = parse_thresholds(opts.thresholds, tuple(detector.classes))
     mname = model_name(getattr(detector, "card", {}))
     source: Any
-    if read:
-        source = ReplaySource(read, realtime=realtime, speed=speed)
+    if opts.read:
+        source = ReplaySource(opts.read, realtime=opts.realtime, speed=opts.speed)
     else:
-        source = DumpcapSource(DumpcapCapture(list(ifaces), bpf, buffer_mib=buffer_mib))
+        source = DumpcapSource(
+            DumpcapCapture(list(opts.ifaces), opts.bpf, buffer_mib=opts.buffer_mib)
+        )
     from flowdet.live.warmup import warm_up
 
     warm_up(detector, thr)  # compile and load everything before the first real packet
     pipe = LivePipeline(detector, thresholds=thr, source=source.name)
-    out: TextIO = sys.stdout if output == "-" else open(output, "w")  # noqa: SIM115
-    writer = JsonlLiveSink(out) if fmt == "jsonl" else TerminalLiveSink(out, mname)
+    out: TextIO = sys.stdout if opts.output == "-" else open(opts.output, "w")  # noqa: SIM115
+    writer = JsonlLiveSink(out) if opts.fmt == "jsonl" else TerminalLiveSink(out, mname)
     sinks = Sinks([writer], mname)
-    if on_alert:
-        sinks.command = AlertCommand(on_alert, timeout=on_alert_timeout)
-    if alert_pcap:
-        sinks.pcaps = AlertPcaps(alert_pcap, ring_bytes=alert_pcap_ring << 20)
+    if opts.on_alert:
+        sinks.command = AlertCommand(opts.on_alert, timeout=opts.on_alert_timeout)
+    if opts.alert_pcap:
+        sinks.pcaps = AlertPcaps(opts.alert_pcap, ring_bytes=opts.alert_pcap_ring << 20)
     loop = LiveLoop(
         source,
         pipe,
         sinks,
-        tick=tick,
-        status_every=status_interval,
-        stats_every=stats_interval,
-        duration=duration,
+        tick=opts.tick,
+        status_every=opts.status_interval,
+        stats_every=opts.stats_interval,
+        duration=opts.duration,
         # live: wait up to 50 ms for a few thousand packets before scoring (cheaper per
         # packet); a replay is paced by the file, or fills the queue at full speed anyway
-        linger=0.05 if ifaces else 0.0,
+        linger=0.05 if opts.ifaces else 0.0,
     )
     try:
         rc = loop.run()
