@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import click
 
+from flowdet.cli_options import F, fields_option, output_option, progress_option
 from flowdet.errors import CaptureError, FlowdetError
 from flowdet.flows.config import FlowConfig, parse_checkpoints
 from flowdet.flows.record import fields_markdown
@@ -59,6 +61,15 @@ class _Progress:
             self.shown = False
 
 
+def _config_option(flag: str, name: str, help: str) -> Callable[[F], F]:
+    """An option for the FlowConfig field `name`: its default and type are FlowConfig's, so
+    the help never shows a default the table does not use."""
+    default = getattr(_D, name)
+    return click.option(
+        flag, name, type=type(default), default=default, show_default=True, help=help
+    )
+
+
 @click.command("flows")
 @click.argument("captures", nargs=-1, metavar="CAPTURE...")
 @click.option(
@@ -69,70 +80,38 @@ class _Progress:
     show_default=True,
     help="csv: scalar fields only; jsonl: all fields (packet sequences, payload prefixes).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default="-",
-    help="Write records here instead of stdout.",
+@output_option()
+@_config_option(
+    "--idle-timeout-tcp", "idle_timeout_tcp", "Seconds without packets that end a TCP flow."
 )
-@click.option(
-    "--idle-timeout-tcp",
-    type=float,
-    default=_D.idle_timeout_tcp,
-    show_default=True,
-    help="Seconds without packets that end a TCP flow.",
-)
-@click.option(
+@_config_option(
     "--idle-timeout",
     "idle_timeout_other",
-    type=float,
-    default=_D.idle_timeout_other,
-    show_default=True,
-    help="Seconds without packets that end a UDP, ICMP or other flow.",
+    "Seconds without packets that end a UDP, ICMP or other flow.",
 )
-@click.option(
+@_config_option(
     "--active-timeout",
-    type=float,
-    default=_D.active_timeout,
-    show_default=True,
-    help="Emit a record (segment) of a flow that lasts this long, and go on.",
+    "active_timeout",
+    "Emit a record (segment) of a flow that lasts this long, and go on.",
 )
-@click.option(
+@_config_option(
     "--tcp-linger",
-    type=float,
-    default=_D.tcp_linger,
-    show_default=True,
-    help="Seconds a TCP flow still absorbs packets after FIN both ways or RST.",
+    "tcp_linger",
+    "Seconds a TCP flow still absorbs packets after FIN both ways or RST.",
 )
-@click.option(
-    "--max-flows",
-    type=int,
-    default=_D.max_flows,
-    show_default=True,
-    help="Concurrent flows; beyond it the longest-idle are evicted.",
+@_config_option(
+    "--max-flows", "max_flows", "Concurrent flows; beyond it the longest-idle are evicted."
 )
-@click.option(
-    "--gap",
-    "gap_threshold",
-    type=float,
-    default=_D.gap_threshold,
-    show_default=True,
-    help="Silence (seconds) counted as an idle gap / new burst.",
-)
-@click.option(
+@_config_option("--gap", "gap_threshold", "Silence (seconds) counted as an idle gap / new burst.")
+@_config_option(
     "--payload-bytes",
-    type=int,
-    default=_D.payload_bytes,
-    show_default=True,
-    help="Payload bytes kept per direction (first 4 payload packets; jsonl fields).",
+    "payload_bytes",
+    "Payload bytes kept per direction (first 4 payload packets; jsonl fields).",
 )
-@click.option(
+@_config_option(
     "--vlan-key/--no-vlan-key",
     "vlan_in_key",
-    default=_D.vlan_in_key,
-    show_default=True,
-    help="Key flows per VLAN (outermost 802.1Q/802.1ad id), as Suricata does by default.",
+    "Key flows per VLAN (outermost 802.1Q/802.1ad id), as Suricata does by default.",
 )
 @click.option(
     "--checkpoints",
@@ -141,32 +120,16 @@ class _Progress:
     help="Also emit snapshots of live flows, e.g. '8,16,32,64,128,10s,60s,300s' "
     "(N = after N packets, Ts = T seconds after the start). Off by default.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress line on stderr [default: only when stderr is a terminal].",
-)
-@click.option(
-    "--fields",
-    "show_fields",
-    is_flag=True,
-    help="Print the record fields as a markdown table and exit.",
-)
+@progress_option()
+@fields_option("Print the record fields as a markdown table and exit.")
 def flows_command(
     captures: tuple[str, ...],
     fmt: str,
     output: str,
-    idle_timeout_tcp: float,
-    idle_timeout_other: float,
-    active_timeout: float,
-    tcp_linger: float,
-    max_flows: int,
-    gap_threshold: float,
-    payload_bytes: int,
-    vlan_in_key: bool,
     checkpoints: str,
     progress: bool | None,
     show_fields: bool,
+    **table: Any,
 ) -> int:
     """Turn packet captures into bidirectional flow records, one per flow.
 
@@ -187,20 +150,12 @@ def flows_command(
     if not captures:
         raise FlowdetError("flows: no CAPTURE given (see flowdet flows --help)")
     pk, ps = parse_checkpoints(checkpoints)
-    config = FlowConfig(
-        idle_timeout_tcp=idle_timeout_tcp,
-        idle_timeout_other=idle_timeout_other,
-        active_timeout=active_timeout,
-        tcp_linger=tcp_linger,
-        max_flows=max_flows,
-        gap_threshold=gap_threshold,
+    if fmt != "jsonl":
         # payload prefixes are jsonl fields only: CSV runs keep none (no copies per packet
         # and per record; every CSV field is the same)
-        payload_bytes=payload_bytes if fmt == "jsonl" else 0,
-        vlan_in_key=vlan_in_key,
-        checkpoint_packets=pk,
-        checkpoint_seconds=ps,
-    )
+        table["payload_bytes"] = 0
+    # `table` holds the _config_option values, keyed by FlowConfig field
+    config = FlowConfig(**table, checkpoint_packets=pk, checkpoint_seconds=ps)
     sources = expand_sources(captures)
     tty = sys.stderr.isatty()
     bar = _Progress(tty if progress is None else progress, tty)
