@@ -42,6 +42,13 @@ def fields_option(help: str) -> Callable[[F], F]:
     return click.option("--fields", "show_fields", is_flag=True, help=help)
 
 
+def alert_pcap_option(help: str) -> Callable[[F], F]:
+    """--alert-pcap DIR: alerted flows' packets written under DIR (the command says how)."""
+    return click.option(
+        "--alert-pcap", type=click.Path(file_okay=False), default=None, metavar="DIR", help=help
+    )
+
+
 def model_option() -> Callable[[F], F]:
     """--model for the commands that score: None means the shipped model."""
     return click.option("--model", default=None, metavar="M", help="Model file [default: shipped].")

@@ -28,6 +28,7 @@ from flowdet.alerts import (
     model_name,
 )
 from flowdet.cli_options import (
+    alert_pcap_option,
     fields_option,
     model_option,
     output_option,
@@ -310,12 +311,8 @@ def _summary(results: list[CaptureResult], opts: ScoreOptions, err: TextIO) -> i
 @output_option()
 @click.option("--all-flows", is_flag=True, help="One record per flow, benign ones too.")
 @threshold_option()
-@click.option(
-    "--alert-pcap",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Write each alerted flow's packets to DIR/<capture>_flow<id>_<label>_<cid>.pcapng.",
+@alert_pcap_option(
+    "Write each alerted flow's packets to DIR/<capture>_flow<id>_<label>_<cid>.pcapng."
 )
 @click.option(
     "--jobs",

@@ -8,7 +8,13 @@ from typing import Any, TextIO
 
 import click
 
-from flowdet.cli_options import fields_option, model_option, output_option, threshold_option
+from flowdet.cli_options import (
+    alert_pcap_option,
+    fields_option,
+    model_option,
+    output_option,
+    threshold_option,
+)
 from flowdet.errors import FlowdetError
 from flowdet.live.events import live_fields_markdown
 from flowdet.live.sinks import LIVE_FORMATS
@@ -101,13 +107,7 @@ class LiveSettings:
     show_default=True,
     help="Seconds before an --on-alert command is killed.",
 )
-@click.option(
-    "--alert-pcap",
-    type=click.Path(file_okay=False),
-    default=None,
-    metavar="DIR",
-    help="Write each alerted flow's packets to DIR, appending while it is open.",
-)
+@alert_pcap_option("Write each alerted flow's packets to DIR, appending while it is open.")
 @click.option(
     "--alert-pcap-ring",
     type=click.IntRange(1, 4096),
