@@ -311,29 +311,72 @@ def _keystroke_row(algs: tuple[str, str | None] | None) -> np.ndarray:
     return row
 
 
-def post_auth_features(seqs: Sequence[dict[str, list]], is_ssh: np.ndarray) -> np.ndarray:
+def auth_success_size(sig: SignatureResult) -> int:
+    """Wire size of the server's SSH_MSG_USERAUTH_SUCCESS for the algorithms it negotiated
+    toclient (`sshsig.userauth_success_wire_size`); 0 when they are not visible (the KEXINITs
+    cut off, no MAC list) and the size must not be guessed."""
+    for ev in sig.evidence:
+        if ev.family == "ssh" and ev.name == "negotiated":
+            return int(ev.detail.get("auth_success_wire_size", 0) or 0)
+    return 0
+
+
+# Without the negotiated algorithms: the success is a small server packet right after a large
+# client one (a signed publickey request: 228 bytes from Dropbear with ed25519, more with
+# ecdsa/rsa or from OpenSSH; the key exchange packets before it are answered by large ones).
+_AUTH_REQUEST_MIN = 160
+_AUTH_SUCCESS_MAX = 64
+_KEX_PACKETS = 6  # banners, KEXINITs, the ECDH pair: never the auth success
+
+
+def find_auth_success(pay: Sequence[tuple[int, int]], success_size: int = 0) -> int | None:
+    """Index into `pay` ((dir, size) of payload packets, 0 = toserver) of the server's
+    USERAUTH_SUCCESS, or None.
+
+    With `success_size` known: the first toclient packet of exactly that size after the key
+    exchange whose last toserver packet before it was larger (the request it answers; a
+    server packet may slip in between, as OpenSSH's host-key announcement does in captures
+    that reorder). That holds for any client, key type and auth method (publickey,
+    password, none) and skips failed attempts, whose USERAUTH_FAILURE is larger. Without it:
+    the first toclient packet of at most 64 bytes right after a toserver one of 160 or more.
+    """
+    last_c = 0
+    for j, (d, n) in enumerate(pay):
+        if d == 0:
+            last_c = n
+            continue
+        if j < _KEX_PACKETS:
+            continue
+        if success_size:
+            if n == success_size and last_c > n:
+                return j
+        elif n <= _AUTH_SUCCESS_MAX and pay[j - 1][0] == 0 and pay[j - 1][1] >= _AUTH_REQUEST_MIN:
+            return j
+    return None
+
+
+def post_auth_features(
+    seqs: Sequence[dict[str, list]],
+    is_ssh: np.ndarray,
+    success_sizes: np.ndarray | None = None,
+) -> np.ndarray:
     """What the client does right after SSH user authentication succeeds.
 
-    The success message is the first small (<= 64 bytes) responder packet that answers a
-    large (>= 250 bytes: a signed publickey request) initiator packet after the key exchange.
-    Then an interactive or command session opens one `session` channel (one client packet,
-    the server answers with its host keys and the channel confirmation), while `-R` sends a
-    `tcpip-forward` global request the server answers with a minimal REQUEST_SUCCESS, the
-    size of the auth success itself (packetStrider / Corelight's RSP idea). Columns: found,
-    client packets before the server's next packet, size of the first client packet minus
-    the success size, minimal-size server replies among the next 6 payload packets.
+    The success message is found by `find_auth_success` (its exact wire size per row in
+    `success_sizes`, 0 or absent where the algorithms are not visible). Then an interactive
+    or command session opens one `session` channel (one client packet, the server answers
+    with its host keys and the channel confirmation), while `-R` sends a `tcpip-forward`
+    global request the server answers with a minimal REQUEST_SUCCESS, the size of the auth
+    success itself (packetStrider / Corelight's RSP idea). Columns: found, client packets
+    before the server's next packet, size of the first client packet minus the success size,
+    minimal-size server replies among the next 6 payload packets.
     """
     out = np.zeros((len(seqs), 4))
     for i in np.flatnonzero(is_ssh).tolist():
         sq = seqs[i]
         pay = [(d, n) for d, n in zip(sq["dir"], sq["len"], strict=False) if n > 0]
-        k = None
-        for j in range(6, len(pay)):
-            d, n = pay[j]
-            pd, pn = pay[j - 1]
-            if d == 1 and n <= 64 and pd == 0 and pn >= 250:
-                k = j
-                break
+        size = int(success_sizes[i]) if success_sizes is not None else 0
+        k = find_auth_success(pay, size)
         if k is None:
             continue
         ok_size = pay[k][1]
@@ -826,7 +869,11 @@ def featurize_inputs(
     put(_COLS["first"], sequence_features(first, ks), full)
     put(_COLS["last"], sequence_features(last, ks), full)
     put(_COLS["ssh"], ssh[:, :3], full)
-    put(_COLS["post_auth"], post_auth_features(seqs, ssh[:, 0] > 0), full)
+    is_ssh = ssh[:, 0] > 0
+    ok_sizes = np.zeros(len(fsigs), dtype=np.int64)
+    for i in np.flatnonzero(is_ssh).tolist():
+        ok_sizes[i] = auth_success_size(fsigs[i])
+    put(_COLS["post_auth"], post_auth_features(seqs, is_ssh, ok_sizes), full)
     return X
 
 

@@ -206,20 +206,19 @@ def _mac_info(mac: str | None) -> tuple[int, bool] | None:
     return (length, False) if length is not None else None
 
 
-def channel_data_wire_size(cipher: str, mac: str | None, data_len: int) -> int | None:
-    """TCP payload bytes of one SSH_MSG_CHANNEL_DATA packet carrying `data_len` bytes.
+def message_wire_size(cipher: str, mac: str | None, payload_len: int) -> int | None:
+    """TCP payload bytes of one encrypted SSH binary packet whose payload is `payload_len`.
 
-    The arithmetic (RFC 4253 6, as OpenSSH's packet.c does it):
-    payload = 1 (message type) + 4 (recipient channel) + 4 (string length) + data_len;
-    the packet is 4 (packet_length) + 1 (padding_length) + payload + padding, where padding is
-    at least 4 bytes and makes the encrypted part a multiple of the cipher block size (at
-    least 8). With an AEAD cipher or an encrypt-then-MAC MAC the 4-byte length field is not
-    part of the encrypted part, so it is left out of the multiple. The MAC (or AEAD tag)
-    follows. `mac` is ignored for AEAD ciphers; pass "none" for no MAC, None if unknown.
-    None for a cipher or MAC this table does not know.
+    The arithmetic (RFC 4253 6, as OpenSSH's packet.c and Dropbear's packet.c do it): the
+    packet is 4 (packet_length) + 1 (padding_length) + payload + padding, where padding is at
+    least 4 bytes and makes the encrypted part a multiple of the cipher block size (at least
+    8). With an AEAD cipher or an encrypt-then-MAC MAC the 4-byte length field is not part of
+    the encrypted part, so it is left out of the multiple. The MAC (or AEAD tag) follows.
+    `mac` is ignored for AEAD ciphers; pass "none" for no MAC, None if unknown. None for a
+    cipher or MAC this table does not know.
     """
     spec = CIPHERS.get(cipher)
-    if spec is None or data_len < 0:
+    if spec is None or payload_len < 1:
         return None
     block, tag = spec
     if tag:
@@ -230,11 +229,36 @@ def channel_data_wire_size(cipher: str, mac: str | None, data_len: int) -> int |
             return None
         mac_len, etm = info
         aad = 4 if etm else 0
-    unpadded = 4 + 1 + 9 + data_len
+    unpadded = 4 + 1 + payload_len
     padding = block - ((unpadded - aad) % block)
     if padding < 4:
         padding += block
     return unpadded + padding + mac_len
+
+
+def channel_data_wire_size(cipher: str, mac: str | None, data_len: int) -> int | None:
+    """TCP payload bytes of one SSH_MSG_CHANNEL_DATA packet carrying `data_len` bytes:
+    payload = 1 (message type) + 4 (recipient channel) + 4 (string length) + data_len,
+    framed by `message_wire_size`."""
+    if data_len < 0:
+        return None
+    return message_wire_size(cipher, mac, 9 + data_len)
+
+
+def userauth_success_wire_size(cipher: str, mac: str | None) -> int | None:
+    """TCP payload bytes of SSH_MSG_USERAUTH_SUCCESS (RFC 4252 5.1: the message type alone).
+
+    This is how a passive observer finds the end of user authentication whatever the key
+    type or client: the signed request before it is 228 bytes from Dropbear with ed25519 and
+    chacha20-poly1305, 600-1000 from OpenSSH with RSA, so no size threshold on the request
+    fits all, while the success has one size per cipher/MAC. chacha20-poly1305: 6 bytes, the
+    2 after the length padded by 6 to 8, + 16-byte tag = 28; aes128-gcm: 2 padded to 16,
+    + 4 + 16 = 36; aes128-ctr + hmac-sha2-256: 6 padded to 16 + 32 = 48; aes256-ctr +
+    hmac-sha2-512-etm: 20 + 64 = 84. USERAUTH_FAILURE, PK_OK, SERVICE_ACCEPT and EXT_INFO
+    carry at least 6 bytes of payload more, so before the success no server packet has its
+    size (payloads of 2-3 bytes share it under chacha20; none is sent before auth).
+    """
+    return message_wire_size(cipher, mac, 1)
 
 
 def ssh_packet_overhead(cipher: str, mac: str | None) -> int | None:
@@ -327,6 +351,8 @@ def inspect(payload: FlowPayload) -> FamilyResult:
     if ckex is not None and skex is not None:
         cipher = negotiate(ckex.get("enc_c2s"), skex.get("enc_c2s"))
         mac = negotiate(ckex.get("mac_c2s"), skex.get("mac_c2s"))
+        cipher_s2c = negotiate(ckex.get("enc_s2c"), skex.get("enc_s2c"))
+        mac_s2c = negotiate(ckex.get("mac_s2c"), skex.get("mac_s2c"))
         if cipher is not None:
             aead = CIPHERS.get(cipher, (0, 0))[1] > 0
             features["sig_ssh_aead"] = float(aead)
@@ -335,6 +361,14 @@ def inspect(payload: FlowPayload) -> FamilyResult:
             mac_text = "its built-in MAC" if aead else (mac or "an unknown MAC")
             # mac_c2s: "" = implicit in the AEAD cipher; "unknown" = the MAC lists were cut off
             detail = {"cipher_c2s": cipher, "mac_c2s": "" if aead else (mac or "unknown")}
+            if cipher_s2c is not None:
+                # toclient: what the server's own messages (USERAUTH_SUCCESS) are framed with
+                aead_s2c = CIPHERS.get(cipher_s2c, (0, 0))[1] > 0
+                detail["cipher_s2c"] = cipher_s2c
+                detail["mac_s2c"] = "" if aead_s2c else (mac_s2c or "unknown")
+                ok = userauth_success_wire_size(cipher_s2c, None if aead_s2c else mac_s2c)
+                if ok is not None:
+                    detail["auth_success_wire_size"] = ok
             text = f"client and server agree on {cipher} with {mac_text}"
             if size is not None:
                 detail["keystroke_wire_size"] = size
