@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -236,9 +236,13 @@ class ScoringPipeline:
             self.classes, dict(getattr(detector, "thresholds", {}) or {}), thresholds or {}
         )
         self.decider = Decider(self.classes, self.thresholds)
+        self.domain_gate = _declares_domain_gate(detector)
         cfg = config or FlowConfig()
         if not cfg.checkpoint_packets and not cfg.checkpoint_seconds:
             cfg = cfg.with_default_checkpoints()
+        if self.domain_gate and featurize is None:
+            # snapshots outside the gate's domain would be made only to be called benign
+            cfg = replace(cfg, checkpoints_in_domain_only=True)
         self.config = cfg
         self.table = FlowTable(cfg, first_flow_id=first_flow_id)
         self.featurize = featurize or default_featurizer()
@@ -249,7 +253,6 @@ class ScoringPipeline:
         self.early = early
         self.source = source
         self.stats = ScoreStats()
-        self.domain_gate = _declares_domain_gate(detector)
         self._state: dict[int, FlowState] = {}
         # held checkpoint rows (offline, see consume), each block with its alive mask
         self._pending: list[tuple[FlowBlock, np.ndarray]] = []

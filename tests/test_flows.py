@@ -3,6 +3,7 @@ Python reference, timeouts, eviction, checkpoints, fragments, ordering, payload 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -526,3 +527,52 @@ def test_vlan_is_part_of_the_flow_key(vlan_in_key):
     else:
         (rec,) = recs
         assert rec.vlan == 0 and rec.pkts_toserver == 3 and rec.pkts_toclient == 3
+
+
+@pytest.mark.parametrize("capture", ["pcaps", "mining-real"])
+def test_checkpoints_in_domain_only_are_the_tcp_payload_subset(capture, request):
+    """The scorer's setting drops exactly the snapshots of non-TCP and payload-less flows;
+    every other record (finals, and the snapshots kept, with the same checkpoint names and
+    counts) is as with all snapshots on, and a time checkpoint skipped while a flow had no
+    payload is never emitted later under its name."""
+    from pathlib import Path
+
+    from flowdet.flows import iter_flows
+
+    if capture == "pcaps":
+        src = Path(__file__).resolve().parents[1] / "pcaps"
+    else:
+        src = request.getfixturevalue("corpus") / "mining-real"
+    full_cfg = FlowConfig().with_default_checkpoints()
+    full = list(iter_flows([str(src)], full_cfg))
+    part = list(
+        iter_flows(
+            [str(src)], FlowConfig(checkpoints_in_domain_only=True).with_default_checkpoints()
+        )
+    )
+    assert not FlowConfig().checkpoints_in_domain_only  # off unless a scorer asks for it
+
+    def kept(r: FlowRecord) -> bool:
+        payload = r.payload_pkts_toserver + r.payload_pkts_toclient
+        return r.end_reason != "checkpoint" or (r.proto == "TCP" and payload > 0)
+
+    expected = [r for r in full if kept(r)]
+    assert part == expected
+    dropped = len(full) - len(part)
+    assert dropped > 0, "the captures must hold snapshots outside the domain"
+
+
+def test_a_skipped_time_checkpoint_stays_skipped_once_payload_arrives():
+    pk = [
+        P(0.0, A, 40000, B, 443, flags="S"),
+        P(0.1, B, 443, A, 40000, flags="SA"),
+        P(0.2, A, 40000, B, 443, flags="A", seq=1),
+        P(12.0, A, 40000, B, 443, flags="PA", payload=b"hello", seq=1),
+        P(70.0, B, 443, A, 40000, flags="PA", payload=b"world", seq=1),
+    ]
+    cfg = FlowConfig(checkpoint_seconds=(10.0, 60.0), checkpoints_in_domain_only=True)
+    cps = [r.checkpoint for r in run(pk, cfg) if r.end_reason == "checkpoint"]
+    assert cps == ["secs:60"]  # no payload at 10 s: no snapshot then, and none named so later
+    assert [
+        r.checkpoint for r in run(pk, dataclasses.replace(cfg, checkpoints_in_domain_only=False))
+    ] == ["secs:10", "secs:60", ""]

@@ -41,6 +41,11 @@ class FlowConfig:
     # the outermost VLAN id is part of the flow key (Suricata's vlan.use-for-tracking);
     # False merges the VLANs of a 5-tuple, e.g. for captures with asymmetric tagging
     vlan_in_key: bool = True
+    # snapshots only of TCP flows that have carried payload: the detector's domain gate calls
+    # every other record benign unread, so a scorer with the gate need not have them made
+    # (on a busy link most snapshots are of UDP and payload-less flows); a skipped time
+    # checkpoint counts as taken, so a later snapshot is never mislabelled with it
+    checkpoints_in_domain_only: bool = False
 
     def __post_init__(self) -> None:
         for name in (

@@ -97,8 +97,8 @@ C_NEXT_ID, C_OUT_N, C_POOL_TOP, C_FRAG_OK, C_FRAG_LOST, C_FREED_N = range(6)
 N_CTR = 6
 
 # cfg: int64 settings in ns.
-G_IDLE_TCP, G_IDLE_OTHER, G_ACTIVE, G_LINGER, G_GAP = range(5)
-N_CFG = 5
+G_IDLE_TCP, G_IDLE_OTHER, G_ACTIVE, G_LINGER, G_GAP, G_CK_DOMAIN = range(6)
+N_CFG = 6
 
 # The state tuple st = (KEY, S, G, SEQM, SEQI, POOL, pool_free) and the output tuple
 # out = (OKEY, OS, OG, OSEQM, OSEQI, OPAY, OREA, OCK) travel together through these functions.
@@ -251,6 +251,13 @@ def _end_reason(row):
     return R_RST if row[RST_SEEN] != 0 else R_FIN
 
 
+@compiled(inline="always")
+def _snapshot_wanted(payload_pkts, is_tcp, cfg):
+    """A checkpoint snapshot is made unless the table only wants the detector's domain
+    (FlowConfig.checkpoints_in_domain_only) and the flow is not TCP or has no payload yet."""
+    return cfg[G_CK_DOMAIN] == 0 or (is_tcp and payload_pkts > 0)
+
+
 @compiled
 def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
     """Fire, in time order, what is due for flow `sl` by clock `now`: time checkpoints, the
@@ -272,11 +279,13 @@ def _advance(st, out, ctr, sl, now, cfg, ck_secs, n_ck_p):
     # snapshots are of open flows: a closed flow lingering for its last ACKs gets none
     open_until = row[CLOSE_TS] if closed else end_at
     if row[NPK] > 0:
+        snap = _snapshot_wanted(row[PPKTS] + row[PPKTS + 1], is_tcp, cfg)
         for j in range(ck_secs.shape[0]):
             bit = np.int64(1) << j
             at = row[START] + ck_secs[j]
             if (row[CKPT_FIRED] & bit) == 0 and at <= now and at <= open_until:
-                _emit(st, out, ctr, sl, R_CHECKPOINT, n_ck_p + j)
+                if snap:
+                    _emit(st, out, ctr, sl, R_CHECKPOINT, n_ck_p + j)
                 row[CKPT_FIRED] |= bit
         at = row[START] + cfg[G_ACTIVE]
         if at <= now and at <= end_at:
@@ -522,7 +531,7 @@ def process(
         row_uid[i] = S[sl, FLOW_ID]
         row_dir[i] = d
         for j in range(n_ck_p):
-            if npk == ck_pkts[j]:
+            if npk == ck_pkts[j] and _snapshot_wanted(S[sl, PPKTS] + S[sl, PPKTS + 1], is_tcp, cfg):
                 _emit(st, out, ctr, sl, R_CHECKPOINT, j)
     return n
 

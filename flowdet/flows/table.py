@@ -80,6 +80,7 @@ class FlowTable:
         self._cfg[K.G_ACTIVE] = round(c.active_timeout * NS)
         self._cfg[K.G_LINGER] = round(c.tcp_linger * NS)
         self._cfg[K.G_GAP] = round(c.gap_threshold * NS)
+        self._cfg[K.G_CK_DOMAIN] = int(c.checkpoints_in_domain_only)
         self._ctr = np.zeros(K.N_CTR, dtype=np.int64)
         self._ctr[K.C_NEXT_ID] = first_flow_id
         self.clock: int | None = None
