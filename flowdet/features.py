@@ -176,7 +176,7 @@ def _ssh_names() -> list[str]:
         "ssh_algs_known",
         "ssh_auth_seen",  # the user-auth success was found in the first 32 packets
         "ssh_post_auth_client_run",  # client packets right after it (-R: global request(s))
-        "ssh_post_auth_first_delta",  # first client packet size minus the success size
+        "ssh_post_auth_first_delta",  # first client packet size minus a session CHANNEL_OPEN's
         "ssh_post_auth_min_replies",  # minimal server replies (REQUEST_SUCCESS) after it
     ]
 
@@ -355,10 +355,25 @@ def find_auth_success(pay: Sequence[tuple[int, int]], success_size: int = 0) -> 
     return None
 
 
+# SSH_MSG_CHANNEL_OPEN "session": type, string "session", sender channel, window, max packet
+_SESSION_OPEN_PAYLOAD = 1 + 4 + 7 + 4 + 4 + 4
+# Its wire size minus the success's under chacha20-poly1305 (52 - 28), for rows whose
+# toserver algorithms are not visible
+_OPEN_OVER_SUCCESS = 24
+
+
+def session_open_size(algs: tuple[str, str | None] | None) -> int:
+    """Wire size of a session CHANNEL_OPEN under the toserver algorithms; 0 if unknown."""
+    if algs is None:
+        return 0
+    return int(sshsig.message_wire_size(algs[0], algs[1] or "none", _SESSION_OPEN_PAYLOAD) or 0)
+
+
 def post_auth_features(
     seqs: Sequence[dict[str, list]],
     is_ssh: np.ndarray,
     success_sizes: np.ndarray | None = None,
+    open_sizes: np.ndarray | None = None,
 ) -> np.ndarray:
     """What the client does right after SSH user authentication succeeds.
 
@@ -368,7 +383,10 @@ def post_auth_features(
     with its host keys and the channel confirmation), while `-R` sends a `tcpip-forward`
     global request the server answers with a minimal REQUEST_SUCCESS, the size of the auth
     success itself (packetStrider / Corelight's RSP idea). Columns: found, client packets
-    before the server's next packet, size of the first client packet minus the success size,
+    before the server's next packet, size of the first client packet minus the wire size of a
+    session CHANNEL_OPEN under the negotiated toserver algorithms (`open_sizes`; where they
+    are unknown, the success size + 24 as under chacha20-poly1305), so 0 is a session opened
+    whatever the cipher and a `-R` request is a few bytes over it,
     minimal-size server replies among the next 6 payload packets.
     """
     out = np.zeros((len(seqs), 4))
@@ -380,6 +398,7 @@ def post_auth_features(
         if k is None:
             continue
         ok_size = pay[k][1]
+        open_size = int(open_sizes[i]) if open_sizes is not None else 0
         after = pay[k + 1 : k + 7]
         run = 0
         for d, _ in after:
@@ -390,7 +409,7 @@ def post_auth_features(
         out[i] = (
             1.0,
             float(run),
-            float(first_c - ok_size) if first_c else 0.0,
+            float(first_c - (open_size or ok_size + _OPEN_OVER_SUCCESS)) if first_c else 0.0,
             float(sum(1 for d, n in after if d == 1 and n == ok_size)),
         )
     return out
@@ -871,9 +890,11 @@ def featurize_inputs(
     put(_COLS["ssh"], ssh[:, :3], full)
     is_ssh = ssh[:, 0] > 0
     ok_sizes = np.zeros(len(fsigs), dtype=np.int64)
+    open_sizes = np.zeros(len(fsigs), dtype=np.int64)
     for i in np.flatnonzero(is_ssh).tolist():
         ok_sizes[i] = auth_success_size(fsigs[i])
-    put(_COLS["post_auth"], post_auth_features(seqs, is_ssh, ok_sizes), full)
+        open_sizes[i] = session_open_size(negotiated_algorithms(fsigs[i]))
+    put(_COLS["post_auth"], post_auth_features(seqs, is_ssh, ok_sizes, open_sizes), full)
     return X
 
 

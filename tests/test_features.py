@@ -189,8 +189,10 @@ def _seq(signed: list[int]) -> dict[str, list]:
 def test_post_auth_shapes_from_lab_sessions() -> None:
     """Signed payload sizes as the lab's OpenSSH flows show them (first_pkts, ACKs omitted):
     after the signed publickey request (>= 250 bytes) and the 28-byte success, a session
-    opens one channel (client 120, 84 more than the success), `-R` sends two global-request
-    sized packets (60, 32 more) and gets a 28-byte REQUEST_SUCCESS."""
+    opens one channel (client 112: the 52-byte CHANNEL_OPEN under chacha20-poly1305 and 60
+    more), `-R` sends two global-request sized packets (60, 8 over a CHANNEL_OPEN) and gets
+    a 28-byte REQUEST_SUCCESS. No algorithms given: the CHANNEL_OPEN is taken as the
+    success + 24, its size under chacha20-poly1305."""
     handshake = [41, -41, 1448, 112, -1136, 272, -748, 16, 44, -44, 60, -44, 492, -460, 988, -28]
     reverse = _seq([*handshake, 60, 60, -964, -28, -92])
     session = _seq([*handshake, 112, -988, -52, 136, -108])
@@ -198,8 +200,8 @@ def test_post_auth_shapes_from_lab_sessions() -> None:
     from flowdet.features import post_auth_features
 
     got = post_auth_features([reverse, session, nossh], np.array([True, True, False]))
-    assert got[0].tolist() == [1.0, 2.0, 32.0, 1.0]
-    assert got[1].tolist() == [1.0, 1.0, 84.0, 0.0]
+    assert got[0].tolist() == [1.0, 2.0, 8.0, 1.0]
+    assert got[1].tolist() == [1.0, 1.0, 60.0, 0.0]
     assert got[2].tolist() == [0.0, 0.0, 0.0, 0.0]
 
 

@@ -26,6 +26,7 @@ from flowdet.features import (
     featurize,
     find_auth_success,
     post_auth_features,
+    session_open_size,
 )
 from flowdet.flows import FlowConfig, iter_flow_blocks
 from flowdet.signatures import ssh as sshsig
@@ -98,12 +99,36 @@ def test_without_algorithms_the_size_rule_still_sees_dropbear() -> None:
 
 def test_post_auth_columns_for_dropbear() -> None:
     """Session vs -R from Dropbear: one client packet after the success either way, but
-    the channel open is 24 bytes over the success and the tcpip-forward request 40."""
+    the channel open is exactly a CHANNEL_OPEN's size (52 under chacha20-poly1305) and the
+    tcpip-forward request 16 over it; OpenSSH's -R under aes256-ctr + hmac-sha2-512-etm
+    (CHANNEL_OPEN 100) is 116, also 16 over, and gets one 84-byte REQUEST_SUCCESS."""
     seqs = [_seq(DROPBEAR_ED25519), _seq(DROPBEAR_REVERSE), _seq(OPENSSH_ETM512)]
-    got = post_auth_features(seqs, np.array([True, True, True]), np.array([28, 28, 84]))
-    assert got[0].tolist() == [1.0, 1.0, 24.0, 0.0]
-    assert got[1].tolist() == [1.0, 1.0, 40.0, 0.0]
-    assert got[2].tolist() == [1.0, 1.0, 32.0, 1.0]
+    opens = [
+        session_open_size(("chacha20-poly1305@openssh.com", None)),
+        session_open_size(("chacha20-poly1305@openssh.com", None)),
+        session_open_size(("aes256-ctr", "hmac-sha2-512-etm@openssh.com")),
+    ]
+    assert opens == [52, 52, 100]
+    got = post_auth_features(
+        seqs, np.array([True, True, True]), np.array([28, 28, 84]), np.array(opens)
+    )
+    assert got[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert got[1].tolist() == [1.0, 1.0, 16.0, 0.0]
+    assert got[2].tolist() == [1.0, 1.0, 16.0, 1.0]
+
+
+def test_first_delta_does_not_depend_on_the_cipher() -> None:
+    """A session opened under aes128-ctr + hmac-md5 (zeek-traces ssh__ssh.pcap, paramiko:
+    success 32, CHANNEL_OPEN 64) has the same delta as Dropbear's under chacha20-poly1305:
+    0. Measured as wire bytes over the success it was 32, an OpenSSH -R under chacha20."""
+    zeek = [21, -25, 1448, 144, -440, 24, -152, 144, -448, -16, 16, 48, -48, 64, -32, 64, -48]
+    got = post_auth_features(
+        [_seq(zeek), _seq(DROPBEAR_ED25519)],
+        np.array([True, True]),
+        np.array([32, 28]),
+        np.array([session_open_size(("aes128-ctr", "hmac-md5")), 52]),
+    )
+    assert got[:, 2].tolist() == [0.0, 0.0]
 
 
 def _final_records(pcap: Path) -> list:
