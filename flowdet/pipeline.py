@@ -259,7 +259,7 @@ class ScoringPipeline:
         self._n_pending = 0
         self.max_pending = max_pending
         if early:  # live: the first alert must not wait for the explainer (numba, trees)
-            _ = self.explainer
+            self.explainer.warm()
 
     # -- driving ------------------------------------------------------------------------------
     def feed(self, batch: PacketBatch) -> list[Verdict]:
