@@ -131,13 +131,26 @@ ALERT_FIELDS: tuple[AlertField, ...] = (
 ALERT_FIELD_NAMES = tuple(f.name for f in ALERT_FIELDS)
 
 
+def _type_and_doc(f: AlertField) -> tuple[str, str]:
+    """A field's type and description as markdown cells (a pipe would end the cell)."""
+    return f.type.replace("|", " or "), f.doc.replace("|", "\\|")
+
+
 def fields_markdown() -> str:
     """The field table of docs/alerts.md, generated from ALERT_FIELDS."""
     lines = ["| field | type | csv | description |", "| --- | --- | --- | --- |"]
     for f in ALERT_FIELDS:
-        csv_ = "yes" if f.csv else "no"
-        doc = f.doc.replace("|", "\\|")  # a pipe would end the markdown cell
-        lines.append(f"| `{f.name}` | {f.type.replace('|', ' or ')} | {csv_} | {doc} |")
+        type_, doc = _type_and_doc(f)
+        lines.append(f"| `{f.name}` | {type_} | {'yes' if f.csv else 'no'} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def field_table(fields: Iterable[AlertField]) -> str:
+    """A field | type | description table of other JSON records (live's, stats)."""
+    lines = ["| field | type | description |", "| --- | --- | --- |"]
+    for f in fields:
+        type_, doc = _type_and_doc(f)
+        lines.append(f"| `{f.name}` | {type_} | {doc} |")
     return "\n".join(lines) + "\n"
 
 

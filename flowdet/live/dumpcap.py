@@ -219,21 +219,3 @@ class DumpcapCapture:
                 if f is not None:
                     with contextlib.suppress(OSError):
                         f.close()
-
-
-def proc_net_dev_drops(ifaces: list[str], path: str = "/proc/net/dev") -> int | None:
-    """Receive drops the kernel counts for these interfaces (this network namespace)."""
-    try:
-        with open(path) as f:
-            lines = f.readlines()[2:]
-    except OSError:
-        return None
-    total, seen = 0, False
-    for line in lines:
-        name, _, rest = line.partition(":")
-        if name.strip() in ifaces:
-            cols = rest.split()
-            if len(cols) >= 4:
-                total += int(cols[3])
-                seen = True
-    return total if seen else None

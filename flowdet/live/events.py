@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from flowdet.alerts import AlertField, alert_record
+from flowdet.alerts import AlertField, alert_record, field_table
 from flowdet.flows import layout as L
 from flowdet.flows.record import FlowBlock
 from flowdet.pipeline import FlowState, RecordStub, ScoredBlock, ScoringPipeline, Verdict
@@ -66,10 +66,7 @@ LIVE_FIELDS: tuple[AlertField, ...] = (
 
 def live_fields_markdown() -> str:
     """The field table of docs/live.md (`flowdet live --fields`), from LIVE_FIELDS."""
-    lines = ["| field | type | description |", "| --- | --- | --- |"]
-    for f in LIVE_FIELDS:
-        lines.append(f"| `{f.name}` | {f.type} | {f.doc} |")
-    return "\n".join(lines) + "\n"
+    return field_table(LIVE_FIELDS)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from flowdet.capture import open_capture
 from flowdet.capture.batch import PacketBatch, Status
 from flowdet.errors import FlowdetError
 from flowdet.live.coalesce import join_batches
-from flowdet.live.dumpcap import DumpcapCapture, proc_net_dev_drops
+from flowdet.live.dumpcap import DumpcapCapture
 from flowdet.live.events import LiveEvent, LivePipeline, live_record, now_iso
 from flowdet.live.sinks import AlertCommand, AlertPcaps
 from flowdet.live.stats import N_STATUS, SKIP_REASONS, RxCounters, proc_net_dev_rx
@@ -130,12 +130,10 @@ class DumpcapSource(LiveSource):
         self.lag_ns = int(lag * NS)
         self.name = "live:" + "+".join(cap.ifaces)
         self.reader: Any = None
-        self._base_drops: int | None = None
         self._base_rx: RxCounters | None = None
 
     def start(self) -> None:
         self.cap.start()
-        self._base_drops = proc_net_dev_drops(self.cap.ifaces)
         self._base_rx = proc_net_dev_rx(self.cap.ifaces)
 
     def started(self) -> str:
@@ -165,10 +163,8 @@ class DumpcapSource(LiveSource):
         return None
 
     def _iface_drops(self) -> int | None:
-        now = proc_net_dev_drops(self.cap.ifaces)
-        if now is None or self._base_drops is None:
-            return None
-        return now - self._base_drops
+        now, base = proc_net_dev_rx(self.cap.ifaces), self._base_rx
+        return now.dropped - base.dropped if now and base else None
 
     def status(self, packets: int) -> str:
         d = self._iface_drops()

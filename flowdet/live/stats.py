@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowdet.alerts import AlertField
+from flowdet.alerts import AlertField, field_table
 from flowdet.capture.batch import Status
 
 # Decode outcomes that are not a decoded packet, by the name used in `pkts_skipped`.
@@ -167,10 +167,7 @@ STATS_FIELDS: tuple[AlertField, ...] = (
 
 def stats_fields_markdown() -> str:
     """The stats field table of docs/live.md (`flowdet live --fields`), from STATS_FIELDS."""
-    lines = ["| field | type | description |", "| --- | --- | --- |"]
-    for f in STATS_FIELDS:
-        lines.append(f"| `{f.name}` | {f.type} | {f.doc} |")
-    return "\n".join(lines) + "\n"
+    return field_table(STATS_FIELDS)
 
 
 @dataclass(slots=True)
