@@ -691,15 +691,21 @@ def signatures_of(records: Sequence[FlowRecord]) -> list[SignatureResult]:
 
 def signatures_of_payloads(
     payloads: Sequence[tuple[list[bytes], list[bytes]]],
+    memo: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], SignatureResult] | None = None,
+    keep: int | None = None,
 ) -> list[SignatureResult]:
-    """`signatures_of` from (payload_toserver, payload_toclient) pairs (block_payloads)."""
-    seen: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], SignatureResult] = {}
+    """`signatures_of` from (payload_toserver, payload_toclient) pairs (block_payloads):
+    one recognizer pass per distinct pair. A caller's `memo` carries the results over to
+    later calls, at most `keep` pairs of them, oldest dropped first."""
+    seen = {} if memo is None else memo
     out: list[SignatureResult] = []
     for ps, pc in payloads:
         key = (tuple(ps), tuple(pc))
         sig = seen.get(key)
         if sig is None:
             sig = seen[key] = inspect(ps, pc)
+            if keep is not None and len(seen) > keep:
+                del seen[next(iter(seen))]
         out.append(sig)
     return out
 

@@ -424,19 +424,9 @@ class ScoringPipeline:
         checkpoints, final records and other flows mostly find theirs here. The recognizers
         depend on nothing but the bytes, which are compared in full. At most SIGNATURE_MEMO
         pairs are kept, oldest dropped first."""
-        from flowdet.signatures import inspect
+        from flowdet.features import signatures_of_payloads
 
-        memo = self._sig_memo
-        out: list[SignatureResult] = []
-        for ps, pc in payloads:
-            key = (tuple(ps), tuple(pc))
-            sig = memo.get(key)
-            if sig is None:
-                sig = memo[key] = inspect(ps, pc)
-                if len(memo) > SIGNATURE_MEMO:
-                    del memo[next(iter(memo))]
-            out.append(sig)
-        return out
+        return signatures_of_payloads(payloads, self._sig_memo, SIGNATURE_MEMO)
 
     @staticmethod
     def _records(block: FlowBlock, full: np.ndarray, views: np.ndarray) -> LazyRecords:

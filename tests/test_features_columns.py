@@ -147,3 +147,17 @@ def test_gate_first_featurizing_keeps_the_probabilities() -> None:
             assert (det.undecided(part) == det.undecided(full)).all()
             n_decided += int((~det.undecided(full)).sum())
     assert n_decided > 20
+
+
+def test_signature_memo_is_shared_across_calls_and_bounded():
+    from flowdet.features import signatures_of_payloads
+
+    a = ([b"SSH-2.0-OpenSSH_9.2\r\n"], [b"SSH-2.0-OpenSSH_9.2\r\n"])
+    b = ([b'{"id":1,"method":"mining.subscribe","params":[]}\n'], [])
+    c = ([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], [])
+    memo: dict = {}
+    first = signatures_of_payloads([a, b, a], memo, keep=2)
+    assert first[0] is first[2]  # one recognizer pass per distinct pair
+    assert signatures_of_payloads([b], memo, keep=2)[0] is first[1]  # carried over
+    signatures_of_payloads([c], memo, keep=2)
+    assert list(memo) == [(tuple(b[0]), ()), (tuple(c[0]), ())]  # oldest (a) dropped
