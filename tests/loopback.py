@@ -25,20 +25,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 5.0) -> None:
-    """Wait for a TCP listener on 127.0.0.1:port without connecting to it.
+def wait_port(port: int, timeout: float = 5.0, ip: str = "127.0.0.1", proto: str = "tcp") -> None:
+    """Wait for a listener (TCP) or a bound socket (UDP) on ip:port without connecting to it.
 
     A probe connection would leave packets (the server's banner, its FIN) that a capture
-    started right after can pick up as an extra flow seen from the server's side.
+    started right after can pick up as an extra flow seen from the server's side. Only
+    listening (TCP 0A) or bound (UDP 07) sockets count: TIME_WAIT leftovers of an earlier
+    run on the same address would otherwise pass for a server.
     """
-    want = f"0100007F:{port:04X}"
+    want = f"{socket.inet_aton(ip)[::-1].hex().upper()}:{port:04X}"
+    state = "0A" if proto == "tcp" else "07"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-        if any(r[1] == want and r[3] == "0A" for r in rows):  # 0A: LISTEN
+        rows = (line.split() for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:])
+        if any(r[1] == want and r[3] == state for r in rows):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+    raise RuntimeError(f"nothing on {proto}/{port} at {ip}")
 
 
 def stop(proc: subprocess.Popen) -> None:

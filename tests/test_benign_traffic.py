@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from loopback import wait_port
 
 from flowdet.lab.benign import dns, mqtt, ntp, resp, websocket
 from flowdet.lab.certs import make_certificate
@@ -649,18 +650,10 @@ class LoopbackLab:
         return proc
 
     def wait_port(self, host: str, port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
-        want = f"{socket.inet_aton(self.ip(host))[::-1].hex().upper()}:{port:04X}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            table = Path(f"/proc/net/{proto}").read_text()
-            # Only listening (TCP 0A) or bound (UDP 07) sockets: TIME_WAIT leftovers of an
-            # earlier run on the same address would otherwise pass for a server.
-            state = "0A" if proto == "tcp" else "07"
-            rows = [line.split() for line in table.splitlines()[1:]]
-            if any(r[1] == want and r[3] == state for r in rows):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"nothing on {proto}/{port} at {host}")
+        try:
+            wait_port(port, timeout, self.ip(host), proto)
+        except RuntimeError as e:
+            raise TimeoutError(str(e)) from None
 
     @property
     def workdir(self) -> Path:
